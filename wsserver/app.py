@@ -1,0 +1,145 @@
+"""Composition root and lifecycle of one node: store → node → internal HTTP API → WebSocket
+listener; on shutdown: stop accepting, close every session with 1001, drain (bounded), close
+the store. The only module that imports everything."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import trio
+from attrs import frozen
+
+from wsserver.auth import TokenVerifier
+from wsserver.codes import CloseCode
+from wsserver.config import Config
+from wsserver.http_api import serve_api
+from wsserver.hub import Hub
+from wsserver.metrics import Metrics
+from wsserver.node import Node
+from wsserver.session import Session
+from wsserver.store.sqlite import SqliteStore
+from wsserver.transport import WsTransport, make_server_ssl_context, serve_websockets
+
+log = logging.getLogger("wsserver.app")
+
+
+@frozen
+class ServerInfo:
+    """Where a started server listens."""
+
+    host: str
+    port: int
+    api_host: str
+    api_port: int
+    tls: bool
+
+    @property
+    def ws_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}/ws"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+class Server:
+    """One node. ``run`` supports ``nursery.start`` (→ ServerInfo) and returns after a drain.
+
+    Args:
+        config: a complete configuration (credentials resolved).
+        wall_clock: seconds since the Unix epoch; tests tie it to Trio's MockClock.
+        trim_interval: seconds between retention sweeps of the embedded log.
+    """
+
+    def __init__(self, config: Config, *, wall_clock: Callable[[], float] = time.time, trim_interval: float = 5.0) -> None:
+        if config.api_key is None or (config.jwt_secret is None and config.jwt_public_key is None):
+            raise ValueError("Server needs api_key and a JWT key; see wsserver.credentials.resolve_credentials")
+        self.config = config
+        self.wall_clock = wall_clock
+        self.hub = Hub()
+        self.metrics = Metrics()
+        self.store = SqliteStore(
+            Path(config.data_dir) / "events.sqlite3",
+            retention=config.retention_for,
+            on_commit=self.hub.broadcast,
+            wall_clock=wall_clock,
+            trim_interval=trim_interval,
+        )
+        self.node = Node(
+            config=config,
+            store=self.store,
+            hub=self.hub,
+            metrics=self.metrics,
+            verifier=TokenVerifier(config, wall_clock),
+            wall_clock=wall_clock,
+        )
+        self.metrics.gauge_fn("wsserver_sessions", "Live sessions in the hub", lambda: len(self.hub.sessions))
+        self._shutdown = trio.Event()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._shutdown.is_set()
+
+    def request_shutdown(self) -> None:
+        """Starts the graceful shutdown (idempotent, synchronous: safe from a signal task)."""
+        self._shutdown.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED) -> None:
+        config, node, hub = self.config, self.node, self.hub
+        ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        async with trio.open_nursery() as root:
+            await root.start(self.store.run)
+            api_port = await root.start(
+                partial(serve_api, node, config.api_key or "", host=config.api_host, port=config.api_port)
+            )
+            async with trio.open_nursery() as sessions:
+                listener = trio.CancelScope()
+
+                async def listen(task_status: trio.TaskStatus[list[int]]) -> None:
+                    with listener:
+                        await serve_websockets(
+                            self._handle,
+                            host=config.host,
+                            port=config.port,
+                            ssl_context=ssl_context,
+                            max_message_size=config.max_message_size,
+                            allowed_origins=config.allowed_origins,
+                            allow_query_token=config.allow_query_token,
+                            handler_nursery=sessions,
+                            tcp_user_timeout_ms=int((config.heartbeat_interval + config.heartbeat_timeout) * 1000),
+                            on_refused=lambda reason: self.metrics.handshakes_refused.labels(reason).inc(),
+                            task_status=task_status,
+                        )
+
+                ports = await sessions.start(listen)
+                info = ServerInfo(config.host, ports[0], config.api_host, api_port, ssl_context is not None)
+                log.info("serving ws=%s api=%s node=%s", info.ws_url, info.api_url, node.node_id)
+                task_status.started(info)
+                await self._shutdown.wait()
+                await self._drain(listener)
+                sessions.cancel_scope.cancel()
+            root.cancel_scope.cancel()
+        log.info("stopped node=%s", node.node_id)
+
+    async def _drain(self, listener: trio.CancelScope) -> None:
+        listener.cancel()
+        self.node.draining = True
+        count = len(self.hub.sessions)
+        log.info("draining: closing %d connections with 1001", count)
+        for session in list(self.hub.sessions.values()):
+            session.close_soon(CloseCode.GOING_AWAY, "server going away")
+        with trio.move_on_after(self.config.drain_timeout) as scope:
+            await self.hub.wait_empty()
+        if scope.cancelled_caught:
+            log.warning("drain timeout: %d connections still open, cutting them", len(self.hub.sessions))
+
+    async def _handle(self, transport: WsTransport, query_token: str | None, _request: object) -> None:
+        if self.node.draining:
+            await transport.close(CloseCode.GOING_AWAY, "server going away")
+            return
+        await Session(self.node, transport, query_token).run()

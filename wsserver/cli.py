@@ -1,0 +1,238 @@
+"""The `wsserver` command: `serve`, `token`, `admin` and `--version` (CONTRACT §6).
+
+Configuration flags are generated from ``wsserver.config.Config``, so every key has its flag.
+Errors are one plain line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from wsserver import __version__
+from wsserver.config import OPTION_FIELDS, Config, ConfigError, flag_name, load_config, parse_duration
+from wsserver.credentials import credentials_path, resolve_credentials
+
+log = logging.getLogger("wsserver.cli")
+
+
+def version_text() -> str:
+    build = "pyinstaller binary" if getattr(sys, "frozen", False) else "python package"
+    try:
+        from wsserver import _build_info  # written by the binary build
+
+        build += f", built {_build_info.BUILT_AT} from {_build_info.COMMIT}"
+    except ImportError:
+        pass
+    return (
+        f"wsserver {__version__} ({build}; Python {platform.python_version()}, trio {trio.__version__}, "
+        f"{platform.system()} {platform.machine()})"
+    )
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+    group = parser.add_argument_group("configuration (each also WSSERVER_<KEY> or a key in --config)")
+    group.add_argument("--config", metavar="FILE", help="TOML configuration file (also WSSERVER_CONFIG)")
+    for a in OPTION_FIELDS:
+        if only is not None and a.name not in only:
+            continue
+        kind = a.metadata["kind"]
+        default = a.default if a.default is not None else "none"
+        if isinstance(default, tuple):
+            default = ",".join(default) or "none"
+        group.add_argument(
+            flag_name(a.name),
+            dest=a.name,
+            metavar=kind.upper() if kind not in ("bool",) else "BOOL",
+            help=f"{a.metadata['help']} (default: {default})",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsserver",
+        description="WebSocket server with per-channel sequence numbers and lossless replay on reconnect.",
+    )
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server (zero config: one node, embedded log under ./data)")
+    _add_config_flags(serve)
+
+    token = sub.add_parser("token", help="mint a signed client token from the configured (or dev) secret")
+    token.add_argument("--sub", required=True, help="the user id (`sub` claim)")
+    token.add_argument("--channels", default="", help="comma-separated channel patterns the user may subscribe to")
+    token.add_argument("--publish", default="", help="comma-separated channel patterns the user may publish to")
+    token.add_argument("--ttl", default="1h", help="lifetime, e.g. 900, 15m, 1h, 7d (default: 1h)")
+    _add_config_flags(token, only={"jwt_secret", "data_dir", "jwt_audience", "jwt_issuer"})
+
+    admin = sub.add_parser("admin", help="the Textual admin console against a running server")
+    admin.add_argument("--url", default=None, help="the server's internal API URL (default: http://127.0.0.1:8081)")
+    admin.add_argument("--interval", default="1s", help="refresh interval (default: 1s)")
+    _add_config_flags(admin, only={"data_dir", "api_key", "api_port"})
+    return parser
+
+
+def _flags(ns: argparse.Namespace) -> dict[str, Any]:
+    return {a.name: getattr(ns, a.name, None) for a in OPTION_FIELDS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if ns.command == "serve":
+            return _cmd_serve(ns)
+        if ns.command == "token":
+            return _cmd_token(ns)
+        if ns.command == "admin":
+            return _cmd_admin(ns)
+    except ConfigError as exc:
+        print(f"wsserver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {ns.command}")
+    return 2
+
+
+def _cmd_token(ns: argparse.Namespace) -> int:
+    from wsserver.auth import mint_token
+    from wsserver.config import parse_list
+
+    config = load_config(config_file=ns.config, flags=_flags(ns))
+    if config.jwt_secret is None:
+        config, _ = resolve_credentials(config, create=False)
+    try:
+        ttl = parse_duration(ns.ttl)
+    except ValueError as exc:
+        raise ConfigError(f"invalid --ttl {ns.ttl!r}: {exc}") from None
+    extra = {}
+    if config.jwt_audience:
+        extra["aud"] = config.jwt_audience
+    if config.jwt_issuer:
+        extra["iss"] = config.jwt_issuer
+    assert config.jwt_secret is not None
+    print(
+        mint_token(
+            config.jwt_secret,
+            sub=ns.sub,
+            ttl=ttl,
+            channels=parse_list(ns.channels),
+            publish=parse_list(ns.publish),
+            extra=extra,
+        )
+    )
+    return 0
+
+
+def _cmd_admin(ns: argparse.Namespace) -> int:
+    config = load_config(config_file=ns.config, flags=_flags(ns))
+    api_key = config.api_key
+    if api_key is None and credentials_path(config).exists():
+        api_key = resolve_credentials(config, create=False)[0].api_key
+    url = ns.url or f"http://127.0.0.1:{config.api_port}"
+    try:
+        interval = parse_duration(ns.interval)
+    except ValueError as exc:
+        raise ConfigError(f"invalid --interval {ns.interval!r}: {exc}") from None
+    try:
+        from admin_tui.app import run_admin
+    except ImportError as exc:
+        print(f"wsserver: the admin console is not available in this build ({exc})", file=sys.stderr)
+        return 1
+    return run_admin(url=url, api_key=api_key, interval=interval)
+
+
+def _cmd_serve(ns: argparse.Namespace) -> int:
+    from wsserver.logs import setup_logging
+
+    config = load_config(config_file=ns.config, flags=_flags(ns))
+    config, dev = resolve_credentials(config)
+    setup_logging(config.log_level)
+    log.info("starting %s", version_text())
+    try:
+        trio.run(_serve, config, dev)
+    except OSError as exc:
+        print(f"wsserver: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # TLS and key files
+        print(f"wsserver: cannot start: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _serve(config: Config, dev: bool) -> None:
+    from wsserver.app import Server
+    from wsserver.store.base import StoreUnavailable
+
+    started = trio.current_time()
+    server = Server(config)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    if server.shutdown_requested:
+                        log.warning("second %s: stopping now", signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        return
+                    log.info("%s received: draining", signal.Signals(signum).name)
+                    server.request_shutdown()
+
+            async def run_server(task_status: trio.TaskStatus[Any]) -> None:
+                await server.run(task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop watching signals
+
+            nursery.start_soon(watch_signals)
+            try:
+                info = await nursery.start(run_server)
+            except StoreUnavailable as exc:
+                raise OSError(str(exc)) from None
+            log.info("accepting connections after %.0f ms", (trio.current_time() - started) * 1000)
+            _print_banner(config, info, dev)
+
+
+def _print_banner(config: Config, info: Any, dev: bool) -> None:
+    lines = [
+        f"wsserver {__version__} is running (one node, embedded event log in {config.data_dir})",
+        f"  WebSocket: {info.ws_url}",
+        f"  HTTP API:  {info.api_url}   (internal: health, metrics, publish, stats)",
+    ]
+    if dev:
+        lines += [
+            "",
+            f"Development credentials (kept in {credentials_path(config)}; configure api_key and",
+            "jwt_secret or jwt_public_key for production):",
+            f"  API key:    {config.api_key}",
+            f"  JWT secret: {config.jwt_secret}",
+        ]
+    lines += [
+        "",
+        "Try it:",
+        f"  TOKEN=$(wsserver token --data-dir {config.data_dir} --sub alice --channels 'chat.*' --publish 'chat.*')"
+        if dev
+        else "  TOKEN=$(wsserver token --sub alice --channels 'chat.*' --publish 'chat.*')",
+        f"  python -m websockets {info.ws_url}    # then send:",
+        '  {"type":"auth","id":"1","timestamp":0,"payload":{"token":"<TOKEN>"}}',
+        '  {"type":"subscribe","id":"2","timestamp":0,"payload":{"channel":"chat.lobby","lastSeq":0}}',
+        f"  curl -s -H 'Authorization: Bearer {config.api_key if dev else '<api key>'}' "
+        f"-d '{{\"channel\":\"chat.lobby\",\"event\":\"message.new\",\"data\":{{\"text\":\"hi\"}}}}' "
+        f"{info.api_url}/api/v1/publish",
+        "Stop with Ctrl-C (drains: clients get 1001 and reconnect elsewhere).",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""The internal HTTP API (CONTRACT §5) as a Starlette app served by Hypercorn's Trio worker:
+publish, snapshots, channel info and history, disconnect, stats, health and metrics.
+
+Request and response bodies are attrs classes through the protocol's converter, so bad input
+gets a clear 400 naming the field; every `/api/` call needs the API key (constant-time check).
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import partial
+import logging
+from typing import Any, Final
+
+import orjson
+import trio
+from attrs import field, frozen
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from wsserver.codes import ErrorCode
+from wsserver.node import API_SCOPE, Node
+from wsserver.protocol import (
+    MAX_ID_LENGTH,
+    _valid_channel,
+    _valid_event_type,
+    check_channel_name,
+    converter,
+    describe_structure_error,
+    new_id,
+)
+from wsserver.stats import node_stats
+from wsserver.store.base import SnapshotAhead, StoreUnavailable
+
+log = logging.getLogger("wsserver.http")
+
+#: Most events one history call returns.
+MAX_HISTORY_LIMIT: Final = 1000
+DEFAULT_HISTORY_LIMIT: Final = 100
+
+
+def _valid_id(_inst: object, _attr: object, value: str | None) -> None:
+    if value is not None and not 0 < len(value) <= MAX_ID_LENGTH:
+        raise ValueError(f"id must be 1-{MAX_ID_LENGTH} characters")
+
+
+def _valid_close_code(_inst: object, _attr: object, value: int) -> None:
+    if not (value in (1000, 1001, 1008, 1011, 1013) or 3000 <= value <= 4999):
+        raise ValueError("code must be 1000, 1001, 1008, 1011, 1013 or 3000-4999")
+
+
+@frozen
+class PublishRequest:
+    """`POST /api/v1/publish`: `id` makes the publish idempotent (same id → same answer)."""
+
+    channel: str = field(validator=_valid_channel)
+    event: str = field(validator=_valid_event_type)
+    data: dict[str, Any]
+    id: str | None = field(default=None, validator=_valid_id)
+
+
+@frozen
+class PublishResponse:
+    channel: str
+    seq: int
+    epoch: str
+    id: str
+
+
+@frozen
+class SnapshotRequest:
+    """`PUT /api/v1/channels/{channel}/snapshot`: the application state as of `seq`."""
+
+    state: dict[str, Any]
+    seq: int
+
+
+@frozen
+class ChannelInfo:
+    channel: str
+    epoch: str
+    head_seq: int
+    oldest_seq: int
+    subscribers: int
+
+
+@frozen
+class DisconnectRequest:
+    """`POST /api/v1/disconnect`: by `userId` (every connection of it) or `connectionId`."""
+
+    code: int = field(validator=_valid_close_code)
+    user_id: str | None = None
+    connection_id: str | None = None
+    reason: str = ""
+
+
+@frozen
+class DisconnectResponse:
+    disconnected: int
+
+
+@frozen
+class ApiErrorBody:
+    code: str
+    message: str
+
+
+@frozen
+class ApiError:
+    error: ApiErrorBody
+
+
+class _Refused(Exception):
+    def __init__(self, code: ErrorCode, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status or code.http_status
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(converter.unstructure(body)), status_code=status, media_type="application/json")
+
+
+def _error(code: ErrorCode, message: str, status: int | None = None) -> Response:
+    return _json(ApiError(ApiErrorBody(code.value, message)), status or code.http_status)
+
+
+def build_app(node: Node, api_key: str) -> Starlette:
+    """The ASGI app of one node's internal API."""
+    key = api_key.encode()
+    max_body = node.config.max_message_size + 1024
+
+    def authorised(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
+
+    async def body_as(request: Request, cls: type) -> Any:
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise _Refused(ErrorCode.PAYLOAD_TOO_LARGE, f"request body larger than {max_body} bytes")
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Refused(ErrorCode.BAD_REQUEST, f"malformed JSON: {exc}") from None
+        if type(obj) is not dict:
+            raise _Refused(ErrorCode.BAD_REQUEST, "the body must be a JSON object")
+        try:
+            return converter.structure(obj, cls)
+        except Exception as exc:  # cattrs validation errors
+            raise _Refused(ErrorCode.BAD_REQUEST, describe_structure_error(exc)) from None
+
+    def channel_param(request: Request) -> str:
+        channel = request.path_params["channel"]
+        problem = check_channel_name(channel)
+        if problem:
+            raise _Refused(ErrorCode.BAD_REQUEST, problem)
+        return channel
+
+    def api(handler):
+        async def endpoint(request: Request) -> Response:
+            if not authorised(request):
+                return _error(ErrorCode.AUTH_FAILED, "missing or wrong API key (Authorization: Bearer <api key>)", 401)
+            try:
+                return await handler(request)
+            except _Refused as exc:
+                return _error(exc.code, str(exc), exc.status)
+            except StoreUnavailable as exc:
+                return _error(ErrorCode.UNAVAILABLE, str(exc))
+
+        return endpoint
+
+    @api
+    async def publish(request: Request) -> Response:
+        req: PublishRequest = await body_as(request, PublishRequest)
+        result = await node.publish(
+            req.channel,
+            req.event,
+            orjson.dumps(req.data),
+            event_id=req.id or new_id(),
+            idem_scope=API_SCOPE,
+            idem_key=req.id,
+            source="http",
+        )
+        return _json(PublishResponse(result.channel, result.seq, result.epoch, result.event_id))
+
+    @api
+    async def put_snapshot(request: Request) -> Response:
+        channel = channel_param(request)
+        req: SnapshotRequest = await body_as(request, SnapshotRequest)
+        if req.seq < 0:
+            raise _Refused(ErrorCode.BAD_REQUEST, "seq must be >= 0")
+        try:
+            await node.store.put_snapshot(channel, req.seq, orjson.dumps(req.state))
+        except SnapshotAhead as exc:
+            raise _Refused(ErrorCode.BAD_REQUEST, str(exc), 409) from None
+        return Response(status_code=204)
+
+    @api
+    async def channel_info(request: Request) -> Response:
+        channel = channel_param(request)
+        pos = await node.store.position(channel)
+        return _json(ChannelInfo(channel, pos.epoch, pos.head_seq, pos.oldest_seq, node.hub.subscriber_count(channel)))
+
+    @api
+    async def history(request: Request) -> Response:
+        channel = channel_param(request)
+        try:
+            after = int(request.query_params.get("after", "0"))
+            limit = int(request.query_params.get("limit", str(DEFAULT_HISTORY_LIMIT)))
+        except ValueError:
+            raise _Refused(ErrorCode.BAD_REQUEST, "after and limit must be whole numbers") from None
+        if after < 0 or not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise _Refused(ErrorCode.BAD_REQUEST, f"after must be >= 0 and limit 1-{MAX_HISTORY_LIMIT}")
+        events = await node.store.read_after(channel, after, limit)
+        body = b'{"events":[' + b",".join(ev.frame for ev in events) + b"]}"
+        return Response(body, media_type="application/json")
+
+    @api
+    async def disconnect(request: Request) -> Response:
+        req: DisconnectRequest = await body_as(request, DisconnectRequest)
+        if req.user_id is None and req.connection_id is None:
+            raise _Refused(ErrorCode.BAD_REQUEST, "give userId or connectionId")
+        count = node.disconnect(
+            user_id=req.user_id, connection_id=req.connection_id, code=req.code, reason=req.reason[:120]
+        )
+        return _json(DisconnectResponse(count))
+
+    @api
+    async def stats(request: Request) -> Response:
+        return _json(node_stats(node))
+
+    async def healthz(request: Request) -> Response:
+        if node.healthy():
+            return _json({"status": "ok", "nodeId": node.node_id})
+        return _json({"status": "draining" if node.draining else "unhealthy", "nodeId": node.node_id}, 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(node.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/api/v1/publish", publish, methods=["POST"]),
+        Route("/api/v1/channels/{channel}/snapshot", put_snapshot, methods=["PUT"]),
+        Route("/api/v1/channels/{channel}/history", history, methods=["GET"]),
+        Route("/api/v1/channels/{channel}", channel_info, methods=["GET"]),
+        Route("/api/v1/disconnect", disconnect, methods=["POST"]),
+        Route("/api/v1/stats", stats, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(ErrorCode.NOT_FOUND, f"no such endpoint: {request.method} {request.url.path}")
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return _error(ErrorCode.BAD_REQUEST, f"method {request.method} not allowed here", 405)
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed})
+
+
+async def serve_api(
+    node: Node, api_key: str, *, host: str, port: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serves the internal API until cancelled; supports ``nursery.start`` (→ the bound port)."""
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("wsserver.http.server")
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 30.0
+    config.include_server_header = False
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(hypercorn_serve, build_app(node, api_key), config))
+        task_status.started(int(binds[0].rsplit(":", 1)[1]))

@@ -1,0 +1,74 @@
+"""The node-local registry: live sessions by id and user, and channel → subscriptions, with the
+synchronous fan-out that hands each event (already encoded) to every local subscription."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import trio
+
+if TYPE_CHECKING:
+    from wsserver.session import Session
+    from wsserver.store.base import StoredEvent
+    from wsserver.subscription import Subscription
+
+
+class Hub:
+    """Only touched from the Trio thread; no locks needed, no awaits inside."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self._channels: dict[str, dict[str, Subscription]] = {}
+        #: newest seq seen per channel with local subscribers (for lag figures)
+        self.heads: dict[str, int] = {}
+        self.delivered = 0
+        self._empty = trio.Event()
+
+    # sessions
+    def add_session(self, session: Session) -> None:
+        self.sessions[session.id] = session
+
+    def remove_session(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        if not self.sessions:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Returns once no session is left (used by the drain)."""
+        while self.sessions:
+            self._empty = trio.Event()
+            await self._empty.wait()
+
+    def sessions_of_user(self, user_id: str) -> list[Session]:
+        return [s for s in self.sessions.values() if s.user_id == user_id]
+
+    # subscriptions
+    def add(self, sub: Subscription) -> None:
+        self._channels.setdefault(sub.channel, {})[sub.session.id] = sub
+
+    def remove(self, sub: Subscription) -> None:
+        subs = self._channels.get(sub.channel)
+        if subs is not None and subs.get(sub.session.id) is sub:
+            del subs[sub.session.id]
+            if not subs:
+                del self._channels[sub.channel]
+                self.heads.pop(sub.channel, None)
+
+    def subscriber_count(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    def channels(self) -> Iterator[tuple[str, int]]:
+        for channel, subs in self._channels.items():
+            yield channel, len(subs)
+
+    def broadcast(self, ev: StoredEvent) -> None:
+        """Hot path: hands ``ev`` to every local subscription of its channel, without awaiting."""
+        subs = self._channels.get(ev.channel)
+        if not subs:
+            return
+        if ev.seq > self.heads.get(ev.channel, 0):
+            self.heads[ev.channel] = ev.seq
+        for sub in tuple(subs.values()):
+            sub.deliver(ev)
+        self.delivered += len(subs)

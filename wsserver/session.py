@@ -1,0 +1,530 @@
+"""One WebSocket connection's protocol state machine (AWAIT_AUTH → LIVE → CLOSING) and its
+supervision: one nursery runs the reader, heartbeat and token timer; the writer runs beside
+them and drains the outbox before the close frame. Any task failing ends only this connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING, Final
+
+import orjson
+import trio
+
+from wsserver.auth import AuthError, Claims
+from wsserver.codes import CloseCode, ErrorCode
+from wsserver.protocol import (
+    AuthFrame,
+    AuthOkFrame,
+    AuthOkPayload,
+    DecodeError,
+    Envelope,
+    PingFrame,
+    PongFrame,
+    PublishedFrame,
+    PublishedPayload,
+    PublishFrame,
+    Recovery,
+    SnapshotFrame,
+    SnapshotPayload,
+    SubscribedFrame,
+    SubscribedPayload,
+    SubscribeFrame,
+    TokenExpiringFrame,
+    TokenExpiringPayload,
+    UnsubscribedFrame,
+    UnsubscribedPayload,
+    UnsubscribeFrame,
+    decode_client_frame,
+    encode,
+    error_frame,
+    new_id,
+    now_ms,
+)
+from wsserver.node import user_scope
+from wsserver.outbox import Outbox
+from wsserver.recovery import merge_buffer
+from wsserver.store.base import StoreUnavailable
+from wsserver.subscription import SubState, Subscription
+from wsserver.transport import ConnectionClosed, WsTransport, text_frame
+
+if TYPE_CHECKING:
+    from wsserver.node import Node
+
+log = logging.getLogger("wsserver.session")
+
+#: Events read from the store per page during a replay (each page streams through the outbox).
+REPLAY_PAGE: Final = 500
+#: Seconds the writer gets to flush queued frames before a close frame; then the TCP is cut.
+FLUSH_TIMEOUT: Final = 2.0
+#: Times a subscription's position may be re-planned in a row (trimming or epoch races).
+MAX_REPLANS: Final = 3
+
+
+class _LostPosition(Exception):
+    """The store no longer holds the events after a subscription's position (trimmed, or a new
+    epoch appeared mid-replay): the subscription is re-planned (snapshot or reset)."""
+
+
+class Session:
+    """Protocol state and tasks of one connection. ``run()`` returns when the connection is done."""
+
+    __slots__ = (
+        "node", "transport", "id", "remote", "query_token", "outbox", "subscriptions",
+        "claims", "user_id", "connected_at", "last_seen", "rtt", "closing", "close_code",
+        "close_reason", "_tasks_scope", "_nursery", "_token_changed", "_aborted", "frames_in", "_writer_done",
+    )
+
+    def __init__(self, node: Node, transport: WsTransport, query_token: str | None = None) -> None:
+        self.node = node
+        self.transport = transport
+        self.id = secrets.token_hex(8)
+        self.remote = transport.remote
+        self.query_token = query_token
+        self.outbox = Outbox(node.config.send_queue_size)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.claims: Claims | None = None
+        self.user_id: str | None = None
+        self.connected_at = node.wall_clock()
+        self.last_seen = trio.current_time()
+        self.rtt: float | None = None
+        self.closing = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._tasks_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._token_changed = trio.Event()
+        self._aborted = False
+        self.frames_in = 0
+        self._writer_done = trio.Event()
+
+    # ------------------------------------------------------------------ supervision
+
+    async def run(self) -> None:
+        """Runs the connection to its end and closes it with the right code. Never raises
+        (except Cancelled): a failure here ends this connection, never the server."""
+        node = self.node
+        node.hub.add_session(self)
+        node.metrics.connections_total.inc()
+        try:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._writer)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        self._tasks_scope = nursery.cancel_scope
+                        nursery.start_soon(self._reader)
+                        nursery.start_soon(self._heartbeat)
+                        nursery.start_soon(self._token_timer)
+                except Exception as exc:
+                    log.exception("session %s failed: %s", self.id, exc)
+                    self._set_close(CloseCode.INTERNAL_ERROR, "internal error")
+                self._nursery = None
+                # Flush what is queued (e.g. the `error` that explains the close), bounded.
+                self.outbox.close(discard=self._aborted or self.close_code == CloseCode.SLOW_CONSUMER)
+                with trio.move_on_after(FLUSH_TIMEOUT) as flush:
+                    await self._writer_done.wait()
+                if flush.cancelled_caught:
+                    self._aborted = True
+                outer.cancel_scope.cancel()
+            if self._aborted:
+                await self.transport.abort()
+            elif self.transport.close_code is None:
+                await self.transport.close(self.close_code or CloseCode.NORMAL, self.close_reason)
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        node = self.node
+        for sub in self.subscriptions.values():
+            node.hub.remove(sub)
+        self.subscriptions.clear()
+        node.hub.remove_session(self)
+        code = self.close_code if self.close_code is not None else (self.transport.close_code or 1006)
+        node.metrics.closes.labels(str(code)).inc()
+        log.info(
+            "connection closed session=%s user=%s remote=%s code=%s reason=%r duration=%.1fs frames_in=%d",
+            self.id, self.user_id or "-", self.remote, code, self.close_reason,
+            node.wall_clock() - self.connected_at, self.frames_in,
+        )
+
+    def _set_close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = int(code)
+            self.close_reason = reason
+        self.closing = True
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Ends the connection with ``code`` after flushing queued frames. Synchronous."""
+        self._set_close(code, reason)
+        if self._tasks_scope is not None:
+            self._tasks_scope.cancel()
+
+    def abort(self, reason: str) -> None:
+        """Ends the connection without a close handshake (the peer is gone)."""
+        self._aborted = True
+        self.close_soon(1006, reason)
+
+    def slow_consumer(self) -> None:
+        """Called from the live path when this connection's outbox is full."""
+        if not self.closing:
+            self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer: outgoing queue full")
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _writer(self) -> None:
+        try:
+            await self._write_loop()
+        finally:
+            self._writer_done.set()
+
+    async def _write_loop(self) -> None:
+        outbox, transport, metrics = self.outbox, self.transport, self.node.metrics
+        while True:
+            batch = await outbox.take()
+            if not batch:
+                return
+            data = b"".join([item[0] for item in batch])
+            try:
+                await transport.send_wire(data)
+            except ConnectionClosed:
+                outbox.close(discard=True)
+                self.close_soon(1006, "connection lost")
+                return
+            for _wire, sub, seq in batch:
+                if sub is not None and seq > sub.last_sent_seq:
+                    sub.last_sent_seq = seq
+            metrics.frames_out.inc(len(batch))
+            metrics.bytes_out.inc(len(data))
+
+    async def _reader(self) -> None:
+        if self.query_token is not None:
+            await self._authenticate(self.query_token, ref=None)
+        handlers = {
+            AuthFrame: self._on_auth,
+            SubscribeFrame: self._on_subscribe,
+            UnsubscribeFrame: self._on_unsubscribe,
+            PublishFrame: self._on_publish,
+            PingFrame: self._on_ping,
+        }
+        while not self.closing:
+            try:
+                message = await self.transport.receive()
+            except ConnectionClosed as exc:
+                reason = exc.reason
+                code = reason.code if reason is not None else 1006
+                self.close_soon(code, "message too big" if code == CloseCode.MESSAGE_TOO_BIG else "peer closed")
+                return
+            self.last_seen = trio.current_time()
+            self.frames_in += 1
+            self.node.metrics.frames_in.inc()
+            if isinstance(message, bytes):
+                await self._error(ErrorCode.BAD_REQUEST, "binary frames are not accepted: send JSON text frames")
+                continue
+            frame = decode_client_frame(message)
+            if isinstance(frame, DecodeError):
+                await self._error(frame.code, frame.message, frame.ref)
+                continue
+            if self.claims is None and not isinstance(frame, (AuthFrame, PingFrame)):
+                await self._error(
+                    ErrorCode.UNAUTHENTICATED, f"send `auth` first; `{frame.TYPE}` needs an authenticated connection", frame.id
+                )
+                continue
+            await handlers[type(frame)](frame)
+
+    async def _heartbeat(self) -> None:
+        config = self.node.config
+        while True:
+            await trio.sleep(config.heartbeat_interval)
+            sent_at = trio.current_time()
+            with trio.move_on_after(config.heartbeat_timeout):
+                try:
+                    await self.transport.ping()
+                except ConnectionClosed:
+                    self.close_soon(1006, "connection lost")
+                    return
+                now = trio.current_time()
+                self.rtt = now - sent_at
+                self.last_seen = now
+                continue
+            if self.last_seen < sent_at:
+                self.abort("heartbeat timeout: no sign of life")
+                return
+
+    async def _token_timer(self) -> None:
+        """Auth timeout (4008) before the first `auth_ok`; then per token: `token_expiring` once,
+        `lead` before `exp`, and close 4002 at `exp` unless a refresh moved it."""
+        config, node = self.node.config, self.node
+        with trio.move_on_after(config.auth_timeout):
+            await self._token_changed.wait()
+        if self.claims is None:
+            self.close_soon(CloseCode.AUTH_TIMEOUT, "no auth frame within the auth timeout")
+            return
+        while True:
+            changed = self._token_changed
+            claims = self.claims
+            assert claims is not None
+            warn_at = claims.exp - config.token_expiring_lead
+            with trio.move_on_at(self._trio_time(warn_at)):
+                await changed.wait()
+            if changed.is_set():
+                continue
+            left = claims.exp - node.wall_clock()
+            if left > 0:
+                await self._send(
+                    TokenExpiringFrame(
+                        id=new_id(),
+                        timestamp=now_ms(),
+                        payload=TokenExpiringPayload(expires_at=int(claims.exp * 1000), expires_in=int(left * 1000)),
+                    )
+                )
+            with trio.move_on_at(self._trio_time(claims.exp)):
+                await changed.wait()
+            if changed.is_set():
+                continue
+            await self._error(ErrorCode.TOKEN_EXPIRED, "the token expired without a refresh")
+            self.close_soon(CloseCode.TOKEN_EXPIRED, "token expired")
+            return
+
+    def _trio_time(self, wall: float) -> float:
+        return trio.current_time() + (wall - self.node.wall_clock())
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, frame: Envelope) -> None:
+        await self.outbox.put((text_frame(encode(frame)), None, 0))
+
+    async def _error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        self.node.metrics.errors.labels(code.value).inc()
+        await self._send(error_frame(code, message, ref))
+
+    # ------------------------------------------------------------------ handlers
+
+    async def _on_ping(self, frame: PingFrame) -> None:
+        await self._send(PongFrame(id=new_id(), timestamp=now_ms(), ref=frame.id))
+
+    async def _on_auth(self, frame: AuthFrame) -> None:
+        await self._authenticate(frame.payload.token, ref=frame.id)
+
+    async def _authenticate(self, token: str, ref: str | None) -> None:
+        node = self.node
+        first = self.claims is None
+        try:
+            claims = node.verifier.verify(token)
+        except AuthError as exc:
+            node.metrics.auth_failures.labels(exc.reason).inc()
+            await self._error(ErrorCode.AUTH_FAILED, str(exc), ref)
+            if first:
+                self.close_soon(CloseCode.AUTH_FAILED, "auth failed")
+            return
+        if not first and claims.sub != self.user_id:
+            await self._error(ErrorCode.FORBIDDEN, "a refresh must keep the same `sub`", ref)
+            self.close_soon(CloseCode.FORBIDDEN, "sub changed on refresh")
+            return
+        self.claims = claims
+        if first:
+            self.user_id = claims.sub
+            log.info("connection open session=%s user=%s remote=%s", self.id, claims.sub, self.remote)
+        await self._send(
+            AuthOkFrame(
+                id=new_id(),
+                timestamp=now_ms(),
+                ref=ref,
+                payload=AuthOkPayload(
+                    session_id=self.id,
+                    user_id=claims.sub,
+                    expires_at=int(claims.exp * 1000),
+                    heartbeat_interval=int(node.config.heartbeat_interval * 1000),
+                    max_message_size=node.config.max_message_size,
+                ),
+            )
+        )
+        changed, self._token_changed = self._token_changed, trio.Event()
+        changed.set()
+        if not first:
+            for channel in [c for c in self.subscriptions if not claims.grants.can_subscribe(c)]:
+                self._drop_subscription(channel)
+                await self._send(
+                    UnsubscribedFrame(
+                        id=new_id(),
+                        timestamp=now_ms(),
+                        channel=channel,
+                        payload=UnsubscribedPayload(channel=channel, reason="the refreshed token no longer grants this channel"),
+                    )
+                )
+
+    async def _on_unsubscribe(self, frame: UnsubscribeFrame) -> None:
+        channel = frame.payload.channel
+        self._drop_subscription(channel)
+        await self._send(
+            UnsubscribedFrame(
+                id=new_id(), timestamp=now_ms(), ref=frame.id, channel=channel, payload=UnsubscribedPayload(channel=channel)
+            )
+        )
+
+    def _drop_subscription(self, channel: str) -> None:
+        sub = self.subscriptions.pop(channel, None)
+        if sub is not None:
+            self.node.hub.remove(sub)
+
+    async def _on_publish(self, frame: PublishFrame) -> None:
+        p = frame.payload
+        assert self.claims is not None and self.user_id is not None
+        if not self.claims.grants.can_publish(p.channel):
+            await self._error(ErrorCode.FORBIDDEN, f"the token does not grant publishing to {p.channel!r}", frame.id)
+            return
+        try:
+            result = await self.node.publish(
+                p.channel,
+                p.event,
+                orjson.dumps(p.data),
+                event_id=new_id(),
+                idem_scope=user_scope(self.user_id),
+                idem_key=frame.id,
+                source="websocket",
+            )
+        except StoreUnavailable as exc:
+            await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame.id)
+            return
+        await self._send(
+            PublishedFrame(
+                id=new_id(),
+                timestamp=now_ms(),
+                ref=frame.id,
+                channel=result.channel,
+                payload=PublishedPayload(channel=result.channel, seq=result.seq, epoch=result.epoch),
+            )
+        )
+
+    async def _on_subscribe(self, frame: SubscribeFrame) -> None:
+        p = frame.payload
+        assert self.claims is not None
+        if not self.claims.grants.can_subscribe(p.channel):
+            await self._error(ErrorCode.FORBIDDEN, f"the token does not grant channel {p.channel!r}", frame.id)
+            return
+        if p.channel in self.subscriptions:
+            await self._error(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {p.channel!r}", frame.id)
+            return
+        if len(self.subscriptions) >= self.node.config.max_channels_per_connection:
+            await self._error(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"at most {self.node.config.max_channels_per_connection} channels per connection",
+                frame.id,
+            )
+            return
+        sub = Subscription(p.channel, self)
+        # Register before reading the store: from here on live events are buffered.
+        self.subscriptions[p.channel] = sub
+        self.node.hub.add(sub)
+        try:
+            await self._establish(sub, p.last_seq, p.epoch, frame.id)
+        except StoreUnavailable as exc:
+            self._drop_subscription(p.channel)
+            await self._error(ErrorCode.UNAVAILABLE, f"subscribe failed: {exc}", frame.id)
+
+    async def _establish(self, sub: Subscription, last_seq: int | None, client_epoch: str | None, ref: str | None) -> None:
+        """Plans the recovery, sends `subscribed` (+ `snapshot`), replays, and turns LIVE."""
+        node = self.node
+        for _ in range(MAX_REPLANS):
+            plan = await node.plan_subscription(sub.channel, last_seq, client_epoch)
+            if self.subscriptions.get(sub.channel) is not sub:
+                return  # unsubscribed or closed meanwhile
+            sub.epoch = plan.epoch
+            sub.last_seq = plan.start_seq
+            sub.last_sent_seq = plan.start_seq
+            await self._send(
+                SubscribedFrame(
+                    id=new_id(),
+                    timestamp=now_ms(),
+                    ref=ref,
+                    channel=sub.channel,
+                    payload=SubscribedPayload(
+                        channel=sub.channel,
+                        epoch=plan.epoch,
+                        head_seq=plan.head_seq,
+                        recovery=plan.mode,
+                        replay_count=plan.head_seq - plan.start_seq,
+                    ),
+                )
+            )
+            if plan.snapshot is not None:
+                await self._send(
+                    SnapshotFrame(
+                        id=new_id(),
+                        timestamp=plan.snapshot.timestamp,
+                        channel=sub.channel,
+                        epoch=plan.epoch,
+                        payload=SnapshotPayload(state=orjson.loads(plan.snapshot.state_json), seq=plan.snapshot.seq),
+                    )
+                )
+            try:
+                await self._catch_up(sub)
+                return
+            except _LostPosition:
+                last_seq, client_epoch, ref = sub.last_seq, sub.epoch, None
+                sub.state = SubState.RECOVERING
+        self.close_soon(CloseCode.TRY_AGAIN_LATER, "channel position kept moving; resubscribe")
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        """Streams stored events after ``sub.last_seq`` through the outbox, then merges the
+        live events buffered meanwhile and switches to LIVE."""
+        store, metrics = self.node.store, self.node.metrics
+        while True:
+            events = await store.read_after(sub.channel, sub.last_seq, REPLAY_PAGE)
+            if self.subscriptions.get(sub.channel) is not sub or self.closing:
+                return
+            if events and (events[0].seq != sub.last_seq + 1 or events[0].epoch != sub.epoch):
+                raise _LostPosition
+            for ev in events:
+                await self.outbox.put((ev.wire, sub, ev.seq))
+                sub.last_seq = ev.seq
+            metrics.replayed.inc(len(events))
+            if len(events) == REPLAY_PAGE:
+                continue
+            # No checkpoint from here to the switch: Trio cannot run another task in between,
+            # so no live event can slip past the merge (centrifuge's buffer lock, for free).
+            if sub.overflowed:
+                sub.overflowed = False
+                sub.buffer.clear()
+                continue
+            if any(ev.epoch != sub.epoch for ev in sub.buffer):
+                raise _LostPosition
+            pending = merge_buffer(sub.buffer, sub.last_seq)
+            if pending is None:
+                continue  # a gap between the store read and the buffer: read the store again
+            for ev in pending:
+                if not self.outbox.offer((ev.wire, sub, ev.seq)):
+                    self.slow_consumer()
+                    return
+                sub.last_seq = ev.seq
+            sub.buffer.clear()
+            sub.state = SubState.LIVE
+            return
+
+    def request_repair(self, sub: Subscription) -> None:
+        """Live path found a gap or a new epoch: catch up from the store in a task of ours."""
+        if sub.repairing or self._nursery is None or self.closing:
+            return
+        sub.repairing = True
+        self._nursery.start_soon(self._repair, sub)
+
+    async def _repair(self, sub: Subscription) -> None:
+        try:
+            try:
+                await self._catch_up(sub)
+            except _LostPosition:
+                await self._establish(sub, sub.last_seq, sub.epoch, None)
+        except StoreUnavailable as exc:
+            log.warning("session %s: catch-up of %s failed, closing 1011: %s", self.id, sub.channel, exc)
+            self.close_soon(CloseCode.INTERNAL_ERROR, "storage unavailable")
+        finally:
+            sub.repairing = False
+
+    # ------------------------------------------------------------------ stats
+
+    def token_expires_in(self) -> float | None:
+        if self.claims is None:
+            return None
+        return max(0.0, self.claims.exp - self.node.wall_clock())
+

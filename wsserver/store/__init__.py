@@ -1,0 +1,1 @@
+"""Event stores: the durable, sequenced channel logs (embedded SQLite, Redis Streams)."""

@@ -1,0 +1,392 @@
+"""The embedded durable event log (one node, zero configuration): SQLite in WAL mode with
+``synchronous=FULL``, written by one writer task that group-commits concurrent appends.
+
+An append is acknowledged only after its transaction committed (fsync'd WAL), so a crash
+(kill -9, power loss) loses no acknowledged event. Group commit: the writer takes every append
+waiting at the time into one transaction, so one fsync serves many publishers. New events are
+announced through ``on_commit`` in seq order, from the writer task, before any waiter resumes.
+Retention is enforced by a trimming task in small transactions that interleave with appends.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from wsserver.config import Retention
+from wsserver.protocol import encode_event
+from wsserver.store.base import (
+    AppendRequest,
+    AppendResult,
+    ChannelPosition,
+    Snapshot,
+    SnapshotAhead,
+    StoredEvent,
+    StoreStatistics,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("wsserver.store")
+
+#: Appends waiting for the writer; publishers block (backpressure) beyond this.
+WRITE_QUEUE: Final = 8192
+#: Most appends committed in one transaction (one fsync).
+MAX_BATCH: Final = 1024
+#: Channels trimmed per trimming transaction (keeps each write-lock hold short).
+TRIM_CHUNK: Final = 200
+#: Channels whose head/generation the writer keeps in memory.
+HEAD_CACHE: Final = 100_000
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS channels (
+    name TEXT PRIMARY KEY, generation INTEGER NOT NULL DEFAULT 0, head_seq INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    channel TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+    ts INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (channel, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL, key TEXT NOT NULL, channel TEXT NOT NULL, seq INTEGER NOT NULL,
+    epoch TEXT NOT NULL, event_id TEXT NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_channel ON idempotency (channel, ts);
+CREATE TABLE IF NOT EXISTS snapshots (
+    channel TEXT PRIMARY KEY, seq INTEGER NOT NULL, generation INTEGER NOT NULL,
+    state BLOB NOT NULL, ts INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class _Pending:
+    __slots__ = ("request", "done", "result", "error")
+
+    def __init__(self, request: AppendRequest) -> None:
+        self.request = request
+        self.done = trio.Event()
+        self.result: AppendResult | None = None
+        self.error: BaseException | None = None
+
+
+class SqliteStore:
+    """See the module docstring; the contract is in ``wsserver.store.base``.
+
+    Args:
+        path: the database file (its directory is created).
+        retention: channel → Retention (the config's per-pattern lookup).
+        on_commit: called with each new event, in seq order, from the writer task.
+        wall_clock: seconds since the Unix epoch, for retention by age.
+        trim_interval: seconds between retention sweeps.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retention: Callable[[str], Retention],
+        on_commit: Callable[[StoredEvent], None],
+        wall_clock: Callable[[], float] = time.time,
+        trim_interval: float = 5.0,
+    ) -> None:
+        self.path = Path(path)
+        self._retention = retention
+        self.on_commit = on_commit
+        self._wall_clock = wall_clock
+        self._trim_interval = trim_interval
+        self._tx, self._rx = trio.open_memory_channel[_Pending](WRITE_QUEUE)
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
+        self._wcon: sqlite3.Connection | None = None
+        self._rcon: sqlite3.Connection | None = None
+        self._nonce = ""
+        self._heads: dict[str, tuple[int, int]] = {}  # channel -> (head_seq, generation); writer only
+        self._appended = self._duplicates = self._batches = self._trimmed = 0
+        self.healthy = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Opens the database and runs the writer and the trimmer until cancelled."""
+        await trio.to_thread.run_sync(self._open)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._trimmer)
+                self.healthy = True
+                task_status.started()
+        finally:
+            self.healthy = False
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._wcon = self._connect()
+            self._wcon.executescript(_SCHEMA)
+            row = self._wcon.execute("SELECT value FROM meta WHERE key = 'nonce'").fetchone()
+            if row is None:
+                # A new log: epochs of this database differ from those of any lost one.
+                self._nonce = secrets.token_hex(4)
+                self._wcon.execute("INSERT INTO meta (key, value) VALUES ('nonce', ?)", (self._nonce,))
+            else:
+                self._nonce = row[0]
+            self._rcon = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open the event log at {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        return con
+
+    def _close(self) -> None:
+        for con in (self._rcon, self._wcon):
+            if con is not None:
+                con.close()
+        self._rcon = self._wcon = None
+
+    def _epoch(self, generation: int) -> str:
+        return f"{self._nonce}-{generation}"
+
+    # ------------------------------------------------------------------ appends
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Durably appends (or finds the original of a retried id); see the contract."""
+        if not self.healthy:
+            raise StoreUnavailable("the event log is not open")
+        pending = _Pending(request)
+        await self._tx.send(pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    async def _writer(self) -> None:
+        async for first in self._rx:
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            try:
+                results = await trio.to_thread.run_sync(self._commit, batch, limiter=self._write_limiter)
+            except (sqlite3.Error, OSError) as exc:
+                log.error("event log write failed; %d publishes refused: %s", len(batch), exc)
+                self._heads.clear()  # the failed transaction may have staged heads
+                for pending in batch:
+                    pending.error = StoreUnavailable(f"event log write failed: {exc}")
+                    pending.done.set()
+                continue
+            self._batches += 1
+            for pending, (result, event) in zip(batch, results, strict=True):
+                if event is not None:
+                    self.on_commit(event)
+                pending.result = result
+                pending.done.set()
+
+    def _channel_state(self, con: sqlite3.Connection, channel: str) -> tuple[int, int]:
+        state = self._heads.get(channel)
+        if state is None:
+            row = con.execute("SELECT head_seq, generation FROM channels WHERE name = ?", (channel,)).fetchone()
+            state = (row[0], row[1]) if row else (0, 0)
+        return state
+
+    def _commit(self, batch: list[_Pending]) -> list[tuple[AppendResult, StoredEvent | None]]:
+        con = self._wcon
+        assert con is not None
+        staged: dict[str, tuple[int, int]] = {}
+        out: list[tuple[AppendResult, StoredEvent | None]] = []
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for pending in batch:
+                req = pending.request
+                if req.idem_key is not None:
+                    row = con.execute(
+                        "SELECT channel, seq, epoch, event_id FROM idempotency WHERE scope = ? AND key = ?",
+                        (req.idem_scope, req.idem_key),
+                    ).fetchone()
+                    if row is not None:
+                        out.append((AppendResult(row[0], row[1], row[2], row[3], duplicate=True), None))
+                        continue
+                head, generation = staged.get(req.channel) or self._channel_state(con, req.channel)
+                seq = head + 1
+                epoch = self._epoch(generation)
+                frame = encode_event(
+                    event_type=req.event_type,
+                    event_id=req.event_id,
+                    timestamp=req.timestamp,
+                    channel=req.channel,
+                    seq=seq,
+                    epoch=epoch,
+                    data_json=req.data_json,
+                )
+                con.execute(
+                    "INSERT INTO events (channel, seq, id, type, ts, frame) VALUES (?, ?, ?, ?, ?, ?)",
+                    (req.channel, seq, req.event_id, req.event_type, req.timestamp, frame),
+                )
+                if req.idem_key is not None:
+                    con.execute(
+                        "INSERT INTO idempotency (scope, key, channel, seq, epoch, event_id, ts)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (req.idem_scope, req.idem_key, req.channel, seq, epoch, req.event_id, req.timestamp),
+                    )
+                staged[req.channel] = (seq, generation)
+                event = StoredEvent(req.channel, seq, epoch, req.event_id, req.event_type, req.timestamp, frame)
+                out.append((AppendResult(req.channel, seq, epoch, req.event_id, duplicate=False), event))
+            con.executemany(
+                "INSERT INTO channels (name, generation, head_seq) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET head_seq = excluded.head_seq",
+                [(name, gen, seq) for name, (seq, gen) in staged.items()],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        if len(self._heads) > HEAD_CACHE:
+            self._heads.clear()
+        self._heads.update(staged)
+        new = sum(1 for _, ev in out if ev is not None)
+        self._appended += new
+        self._duplicates += len(out) - new
+        return out
+
+    # ------------------------------------------------------------------ reads
+
+    async def _read(self, fn, *args):
+        if self._rcon is None:
+            raise StoreUnavailable("the event log is not open")
+        try:
+            return await trio.to_thread.run_sync(fn, self._rcon, *args, limiter=self._read_limiter)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"event log read failed: {exc}") from exc
+
+    async def position(self, channel: str) -> ChannelPosition:
+        return await self._read(self._position, channel)
+
+    def _position(self, con: sqlite3.Connection, channel: str) -> ChannelPosition:
+        con.execute("BEGIN")
+        try:
+            row = con.execute("SELECT head_seq, generation FROM channels WHERE name = ?", (channel,)).fetchone()
+            head, generation = (row[0], row[1]) if row else (0, 0)
+            oldest = con.execute("SELECT MIN(seq) FROM events WHERE channel = ?", (channel,)).fetchone()[0] or 0
+        finally:
+            con.execute("COMMIT")
+        return ChannelPosition(channel, self._epoch(generation), head, oldest)
+
+    async def read_after(self, channel: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        return await self._read(self._read_after, channel, after_seq, limit)
+
+    def _read_after(self, con: sqlite3.Connection, channel: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        con.execute("BEGIN")
+        try:
+            row = con.execute("SELECT generation FROM channels WHERE name = ?", (channel,)).fetchone()
+            epoch = self._epoch(row[0] if row else 0)
+            rows = con.execute(
+                "SELECT seq, id, type, ts, frame FROM events WHERE channel = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (channel, after_seq, limit),
+            ).fetchall()
+        finally:
+            con.execute("COMMIT")
+        return [StoredEvent(channel, seq, epoch, id_, type_, ts, frame) for seq, id_, type_, ts, frame in rows]
+
+    async def read_one(self, channel: str, seq: int) -> StoredEvent | None:
+        events = await self.read_after(channel, seq - 1, 1)
+        return events[0] if events and events[0].seq == seq else None
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def put_snapshot(self, channel: str, seq: int, state_json: bytes) -> Snapshot:
+        try:
+            return await trio.to_thread.run_sync(
+                self._put_snapshot, channel, seq, state_json, limiter=self._write_limiter
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"snapshot write failed: {exc}") from exc
+
+    def _put_snapshot(self, channel: str, seq: int, state_json: bytes) -> Snapshot:
+        con = self._wcon
+        assert con is not None
+        head, generation = self._channel_state(con, channel)
+        if seq > head:
+            raise SnapshotAhead(f"snapshot seq {seq} is beyond the channel's head seq {head}")
+        ts = int(self._wall_clock() * 1000)
+        con.execute(
+            "INSERT INTO snapshots (channel, seq, generation, state, ts) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel) DO UPDATE SET seq = excluded.seq, generation = excluded.generation,"
+            " state = excluded.state, ts = excluded.ts",
+            (channel, seq, generation, state_json, ts),
+        )
+        return Snapshot(channel, seq, self._epoch(generation), state_json, ts)
+
+    async def get_snapshot(self, channel: str) -> Snapshot | None:
+        return await self._read(self._get_snapshot, channel)
+
+    def _get_snapshot(self, con: sqlite3.Connection, channel: str) -> Snapshot | None:
+        row = con.execute("SELECT seq, generation, state, ts FROM snapshots WHERE channel = ?", (channel,)).fetchone()
+        if row is None:
+            return None
+        return Snapshot(channel, row[0], self._epoch(row[1]), row[2], row[3])
+
+    # ------------------------------------------------------------------ retention
+
+    async def _trimmer(self) -> None:
+        while True:
+            await trio.sleep(self._trim_interval)
+            try:
+                await self.trim()
+            except (sqlite3.Error, OSError) as exc:
+                log.error("retention sweep failed (will retry): %s", exc)
+
+    async def trim(self) -> int:
+        """One retention sweep over every channel, in short transactions. Returns rows deleted."""
+        after = ""
+        deleted = 0
+        while True:
+            count, after = await trio.to_thread.run_sync(self._trim_chunk, after, limiter=self._write_limiter)
+            deleted += count
+            if after is None:
+                break
+        self._trimmed += deleted
+        return deleted
+
+    def _trim_chunk(self, after: str) -> tuple[int, str | None]:
+        con = self._wcon
+        assert con is not None
+        now_ms = int(self._wall_clock() * 1000)
+        rows = con.execute(
+            "SELECT name, head_seq FROM channels WHERE name > ? ORDER BY name LIMIT ?", (after, TRIM_CHUNK)
+        ).fetchall()
+        if not rows:
+            return 0, None
+        deleted = 0
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for name, head in rows:
+                retention = self._retention(name)
+                cutoff = now_ms - int(retention.ttl * 1000)
+                deleted += con.execute(
+                    "DELETE FROM events WHERE channel = ? AND (seq <= ? OR ts < ?)",
+                    (name, head - retention.max_events, cutoff),
+                ).rowcount
+                con.execute("DELETE FROM idempotency WHERE channel = ? AND ts < ?", (name, cutoff))
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        return deleted, (rows[-1][0] if len(rows) == TRIM_CHUNK else None)
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(self._appended, self._duplicates, self._batches, self._trimmed)

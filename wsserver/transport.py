@@ -1,0 +1,198 @@
+"""The WebSocket transport: trio-websocket listeners, the handshake policy (path `/ws`, Origin
+allow-list, `?token=`), and a connection adapter that writes pre-framed bytes.
+
+Why pre-framed bytes: server→client frames are unmasked, so a channel event's WebSocket frame is
+the same bytes for every subscriber. We build it once per event (``text_frame``) and let each
+connection's writer coalesce its queued frames into one ``send_all`` under trio-websocket's own
+stream lock, instead of one wsproto encode and one awaited write per subscriber per event.
+This reaches into two trio-websocket internals (``_stream``, ``_stream_lock``); the version is
+pinned in pyproject.toml and ``tests/wsserver/test_transport.py`` exercises the path.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+
+log = logging.getLogger("wsserver.transport")
+
+WS_PATH: Final = "/ws"
+#: Seconds a client gets to finish the HTTP upgrade handshake.
+HANDSHAKE_TIMEOUT: Final = 10.0
+#: Seconds we wait for the peer's close frame after sending ours.
+CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
+#: trio-websocket's inbound message queue per connection: 1 keeps memory low and applies
+#: backpressure to a client that sends faster than its session handles frames.
+INBOUND_QUEUE: Final = 1
+
+_OP_TEXT: Final = 0x81  # FIN + text opcode
+
+
+def text_frame(payload: bytes) -> bytes:
+    """Frames UTF-8 JSON ``payload`` as one unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_OP_TEXT, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", _OP_TEXT, 126, n) + payload
+    return struct.pack("!BBQ", _OP_TEXT, 127, n) + payload
+
+
+class WsTransport:
+    """One accepted WebSocket connection, as the session sees it."""
+
+    __slots__ = ("_ws", "remote")
+
+    def __init__(self, ws: WebSocketConnection, remote: str) -> None:
+        self._ws = ws
+        self.remote = remote
+
+    async def receive(self) -> str | bytes:
+        """Next message; raises ConnectionClosed when the connection is gone."""
+        return await self._ws.get_message()
+
+    async def send_wire(self, data: bytes) -> None:
+        """Writes already-framed bytes (one or more whole frames); raises ConnectionClosed."""
+        ws = self._ws
+        if ws._close_reason is not None:
+            raise ConnectionClosed(ws._close_reason)
+        async with ws._stream_lock:
+            try:
+                await ws._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await ws._abort_web_socket()
+                raise ConnectionClosed(ws._close_reason) from None
+
+    async def ping(self) -> None:
+        """Sends a WebSocket ping and returns when its pong arrives."""
+        await self._ws.ping()
+
+    @property
+    def close_code(self) -> int | None:
+        reason = self._ws.closed
+        return None if reason is None else reason.code
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close handshake, bounded; the TCP connection is closed either way."""
+        with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT) as scope:
+            scope.shield = True
+            await self._ws.aclose(code, reason[:120])
+        if scope.cancelled_caught:
+            await self.abort()
+
+    async def abort(self) -> None:
+        """Closes the TCP connection at once, without a close handshake (dead peer)."""
+        with trio.CancelScope(shield=True):
+            await self._ws._close_stream()
+
+
+def _header(request: WebSocketRequest, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _remote(request: WebSocketRequest) -> str:
+    remote = request.remote
+    return f"{remote.address}:{remote.port}" if hasattr(remote, "address") else str(remote)
+
+
+ConnectionHandler = Callable[[WsTransport, "str | None", WebSocketRequest], Awaitable[None]]
+
+
+async def serve_websockets(
+    handler: ConnectionHandler,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    max_message_size: int,
+    allowed_origins: tuple[str, ...],
+    allow_query_token: bool,
+    handler_nursery: trio.Nursery,
+    tcp_user_timeout_ms: int,
+    on_refused: Callable[[str], None],
+    task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serves WebSocket connections until cancelled; supports ``nursery.start`` (→ bound ports).
+
+    Each accepted connection runs ``handler(transport, query_token, request)`` in
+    ``handler_nursery``, so cancelling this task stops accepting without touching live sessions.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    for listener in listeners:
+        sock = listener.socket
+        if hasattr(socket, "TCP_USER_TIMEOUT") and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Inherited by accepted sockets: unacknowledged data fails the connection after this,
+            # so a black-holed peer is dropped by the kernel too, not after ~15 minutes.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, tcp_user_timeout_ms)
+    ports = sorted({listener.socket.getsockname()[1] for listener in listeners})
+    wrapped: list = listeners
+    if ssl_context is not None:
+        wrapped = [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners]
+    origins = frozenset(o.rstrip("/") for o in allowed_origins)
+
+    async def on_request(request: WebSocketRequest) -> None:
+        target = urlsplit(request.path)
+        if target.path != WS_PATH:
+            on_refused("path")
+            await request.reject(404, body=b"not found: the WebSocket endpoint is /ws\n")
+            return
+        origin = _header(request, b"origin")
+        if origins and origin is not None and origin.rstrip("/") not in origins:
+            on_refused("origin")
+            await request.reject(403, body=b"origin not allowed\n")
+            return
+        query_token = None
+        if target.query:
+            tokens = parse_qs(target.query).get("token")
+            if tokens:
+                if not allow_query_token:
+                    on_refused("query_token")
+                    await request.reject(403, body=b"query-string tokens are disabled: send an `auth` frame\n")
+                    return
+                query_token = tokens[0]
+        ws = await request.accept()
+        await handler(WsTransport(ws, _remote(request)), query_token, request)
+
+    server = WebSocketServer(
+        on_request,
+        wrapped,
+        handler_nursery=handler_nursery,
+        message_queue_size=INBOUND_QUEUE,
+        max_message_size=max_message_size,
+        connect_timeout=HANDSHAKE_TIMEOUT,
+        disconnect_timeout=CLOSE_HANDSHAKE_TIMEOUT,
+    )
+    await trio.lowlevel.checkpoint()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        task_status.started(ports)
+        await trio.sleep_forever()
+
+
+def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """TLS 1.2+ with the default (AEAD-first) ciphers; raises ValueError with a plain message."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
+    ctx.set_alpn_protocols(["http/1.1"])
+    try:
+        ctx.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ValueError(f"TLS file not found: {exc.filename}") from None
+    except ssl.SSLError as exc:
+        raise ValueError(f"tls_cert/tls_key cannot be used (missing, not PEM, or key does not match): {exc}") from None
+    return ctx
+
+
+__all__ = ["ConnectionClosed", "WsTransport", "serve_websockets", "text_frame", "make_server_ssl_context"]
