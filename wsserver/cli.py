@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--url", default=None, help="the server's internal API URL (default: http://127.0.0.1:8081)")
     admin.add_argument("--interval", default="1s", help="refresh interval (default: 1s)")
     _add_config_flags(admin, only={"data_dir", "api_key", "api_port"})
+    chaos = sub.add_parser(
+        "chaos-proxy",
+        help="a TCP proxy that injects mobile-network faults between clients and a server",
+        add_help=False,
+    )
+    chaos.add_argument("chaos_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -97,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_token(ns)
         if ns.command == "admin":
             return _cmd_admin(ns)
+        if ns.command == "chaos-proxy":
+            from wsserver.chaos_proxy import main as chaos_main
+
+            return chaos_main(ns.chaos_args)
     except ConfigError as exc:
         print(f"wsserver: configuration error: {exc}", file=sys.stderr)
         return 2
