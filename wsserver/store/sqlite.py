@@ -124,7 +124,10 @@ class SqliteStore:
         finally:
             self.healthy = False
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._close)
+                # Readers (sessions, the HTTP API) live outside this task: wait until no thread
+                # uses a connection before closing it (closing under a running query crashes).
+                async with self._read_limiter, self._write_limiter:
+                    await trio.to_thread.run_sync(self._close)
 
     def _open(self) -> None:
         try:
