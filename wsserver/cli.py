@@ -173,18 +173,33 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
     log.info("starting %s", version_text())
     try:
         trio.run(_serve, config, dev)
-    except OSError as exc:
-        print(f"wsserver: cannot start: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        problem = _startup_problem(exc)
+        if problem is None:
+            raise
+        print(f"wsserver: cannot start: {problem}", file=sys.stderr)
         return 1
-    except ValueError as exc:  # TLS and key files
-        print(f"wsserver: cannot start: {exc}", file=sys.stderr)
-        return 2
     return 0
+
+
+def _startup_problem(exc: BaseException) -> str | None:
+    """The plain message of an expected start-up failure (port in use, unreadable data dir,
+    bad TLS or key file), unwrapped from nursery exception groups; None for anything else."""
+    from wsserver.store.base import StoreUnavailable
+
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            problem = _startup_problem(sub)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(exc, (OSError, ValueError, StoreUnavailable, ConfigError)):
+        return str(exc)
+    return None
 
 
 async def _serve(config: Config, dev: bool) -> None:
     from wsserver.app import Server
-    from wsserver.store.base import StoreUnavailable
 
     started = trio.current_time()
     server = Server(config)
@@ -205,10 +220,7 @@ async def _serve(config: Config, dev: bool) -> None:
                 nursery.cancel_scope.cancel()  # drained: stop watching signals
 
             nursery.start_soon(watch_signals)
-            try:
-                info = await nursery.start(run_server)
-            except StoreUnavailable as exc:
-                raise OSError(str(exc)) from None
+            info = await nursery.start(run_server)
             log.info("accepting connections after %.0f ms", (trio.current_time() - started) * 1000)
             _print_banner(config, info, dev)
 
