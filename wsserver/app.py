@@ -14,6 +14,7 @@ import trio
 from attrs import frozen
 
 from wsserver.auth import TokenVerifier
+from wsserver.backplane.base import LocalBackplane
 from wsserver.codes import CloseCode
 from wsserver.config import Config
 from wsserver.http_api import serve_api
@@ -70,9 +71,11 @@ class Server:
             wall_clock=wall_clock,
             trim_interval=trim_interval,
         )
+        self.backplane = LocalBackplane()
         self.node = Node(
             config=config,
             store=self.store,
+            backplane=self.backplane,
             hub=self.hub,
             metrics=self.metrics,
             verifier=TokenVerifier(config, wall_clock),
@@ -94,6 +97,7 @@ class Server:
         ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         async with trio.open_nursery() as root:
             await root.start(self.store.run)
+            await root.start(self.backplane.run)
             api_port = await root.start(
                 partial(serve_api, node, config.api_key or "", host=config.api_host, port=config.api_port)
             )

@@ -3,7 +3,7 @@ synchronous fan-out that hands each event (already encoded) to every local subsc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import trio
@@ -24,6 +24,8 @@ class Hub:
         self.heads: dict[str, int] = {}
         self.delivered = 0
         self._empty = trio.Event()
+        #: called (synchronously) when a channel's last local subscription is removed
+        self.on_channel_idle: Callable[[str], None] = lambda channel: None
 
     # sessions
     def add_session(self, session: Session) -> None:
@@ -54,6 +56,7 @@ class Hub:
             if not subs:
                 del self._channels[sub.channel]
                 self.heads.pop(sub.channel, None)
+                self.on_channel_idle(sub.channel)
 
     def subscriber_count(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))

@@ -13,6 +13,7 @@ import trio
 from attrs import frozen
 
 from wsserver.auth import TokenVerifier
+from wsserver.backplane.base import Backplane
 from wsserver.config import Config
 from wsserver.hub import Hub
 from wsserver.metrics import Metrics
@@ -51,6 +52,7 @@ class Node:
         *,
         config: Config,
         store: EventStore,
+        backplane: Backplane,
         hub: Hub,
         metrics: Metrics,
         verifier: TokenVerifier,
@@ -58,7 +60,9 @@ class Node:
     ) -> None:
         self.config = config
         self.store = store
+        self.backplane = backplane
         self.hub = hub
+        hub.on_channel_idle = backplane.unwatch
         self.metrics = metrics
         self.verifier = verifier
         self.wall_clock = wall_clock
@@ -104,6 +108,11 @@ class Node:
             self.metrics.publish_latency.observe(trio.current_time() - started)
         return result
 
+    async def watch_channel(self, channel: str) -> None:
+        """Makes sure this node receives every event of ``channel`` appended from now on
+        (called after a subscription is registered in the hub, before the store is read)."""
+        await self.backplane.watch(channel)
+
     async def plan_subscription(self, channel: str, last_seq: int | None, client_epoch: str | None) -> SubscriptionPlan:
         """Reads the channel's position (and snapshot, when needed) and applies the window rule."""
         store = self.store
@@ -145,7 +154,7 @@ class Node:
 
     def healthy(self) -> bool:
         """Serving: the store is open and the node is not draining."""
-        return bool(getattr(self.store, "healthy", True)) and not self.draining
+        return bool(getattr(self.store, "healthy", True)) and self.backplane.healthy and not self.draining
 
     def disconnect(self, *, user_id: str | None, connection_id: str | None, code: int, reason: str) -> int:
         """Closes matching sessions with ``code``; returns how many."""

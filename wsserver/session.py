@@ -418,6 +418,7 @@ class Session:
         self.subscriptions[p.channel] = sub
         self.node.hub.add(sub)
         try:
+            await self.node.watch_channel(p.channel)
             await self._establish(sub, p.last_seq, p.epoch, frame.id)
         except StoreUnavailable as exc:
             self._drop_subscription(p.channel)

@@ -148,7 +148,7 @@ def node_stats(node: Node) -> Stats:
         deliveries=hub.delivered,
         frames_in=_counter(m.frames_in),
         frames_out=_counter(m.frames_out),
-        backplane="embedded",
+        backplane=node.backplane.statistics().kind,
         healthy=node.healthy(),
         draining=node.draining,
     )
