@@ -208,17 +208,24 @@ class Client:
         """Connects and keeps the client connected until closed or told to stop by the server.
         Supports ``nursery.start``; returns after emitting :class:`Closed`."""
         closed = Closed(1000, "closed by the application")
+        told = False
         try:
             with trio.CancelScope() as self._run_scope:
                 task_status.started()
                 closed = await self._supervise()
+                self._state = ConnectionState.CLOSED
+                self._outbox.fail_all(ClientClosed(f"client closed: {closed.code} {closed.reason}"))
+                if not self._stop.is_set():  # the server or the SDK ended it: the app must hear why
+                    await self._emit(closed)
+                    told = True
         finally:
             self._state = ConnectionState.CLOSED
             self._outbox.fail_all(ClientClosed(f"client closed: {closed.code} {closed.reason}"))
-            try:
-                self._send_events.send_nowait(closed)
-            except (trio.WouldBlock, trio.BrokenResourceError):
-                log.debug("closed event not taken by the app: %s", closed)
+            if not told:  # the app asked to close and may no longer read: offer, never wait
+                try:
+                    self._send_events.send_nowait(closed)
+                except (trio.WouldBlock, trio.BrokenResourceError):
+                    log.debug("closed event not taken by the app: %s", closed)
             self._send_events.close()
             self._done.set()
 
