@@ -171,6 +171,11 @@ class Pipe:
                     await trio.sleep_until(self.stall_until)
                 if name in self.blackholed:
                     continue
+                stats = self.proxy.stats
+                if name == "up":
+                    stats.bytes_up += len(data)
+                else:
+                    stats.bytes_down += len(data)
                 try:
                     if not data:
                         await dst.send_eof()
@@ -180,11 +185,6 @@ class Pipe:
                     if name not in self.blackholed:
                         self.scope.cancel()
                     return
-                stats = self.proxy.stats
-                if name == "up":
-                    stats.bytes_up += len(data)
-                else:
-                    stats.bytes_down += len(data)
                 bandwidth = self.proxy.profile.bandwidth
                 if bandwidth:
                     await trio.sleep(len(data) / bandwidth)

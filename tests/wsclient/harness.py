@@ -3,6 +3,7 @@ test wait for one, and a client factory with fast test settings."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -16,6 +17,11 @@ E = TypeVar("E")
 
 #: Absolute limit for any single wait in the SDK tests (seconds).
 WAIT: float = 10.0
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs a blocking server helper (HTTP) in a thread so the clients keep running."""
+    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
 
 class Recorder:

@@ -3,7 +3,6 @@ token refresh (and its race with a drop), snapshot and reset surfaced to the app
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import pytest
@@ -11,7 +10,7 @@ import trio
 
 import wsclient
 from tests.support import ServerProcess, make_token
-from tests.wsclient.harness import WAIT, running_client, static_tokens
+from tests.wsclient.harness import WAIT, call, running_client, static_tokens
 
 _users = itertools.count()
 
@@ -19,10 +18,6 @@ _users = itertools.count()
 def user() -> str:
     return f"u{next(_users)}"
 
-
-async def call(fn, *args, **kwargs):
-    """Runs a blocking server helper (HTTP) in a thread so the client keeps running."""
-    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
 
 async def test_replay_then_live_in_order_once(server):
