@@ -11,7 +11,7 @@ import sys
 from typing import ClassVar
 
 import httpx
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.signal import Signal
@@ -120,8 +120,12 @@ class AdminApp(App[int]):
             try:
                 stats = await self.source.fetch_stats()
             except SourceError as exc:
+                if not self.is_running:  # shutting down while the request was out
+                    return
                 self._show_problem(exc)
             else:
+                if not self.is_running:
+                    return
                 self._apply(stats)
             try:
                 async with asyncio.timeout(self.interval):
@@ -174,10 +178,13 @@ class AdminApp(App[int]):
         self._render_status(len(conns), len(chans))
 
     def _render_status(self, conns: int | None = None, chans: int | None = None) -> None:
+        typing = isinstance(self.focused, Input)
+
         def line(count: int | None, total: int, query: str, order: SortOrder, columns: tuple[Column, ...]) -> str:
             shown = "…" if count is None else f"{count}" if not query else f"{count} of {total}"
             where = f" matching [b]{query}[/]" if query else ""
-            return f"{shown} shown{where} · sorted by {order.label(columns)} · [dim]s sort, S reverse, / filter[/]"
+            hint = "typing a filter: Enter keeps it, Esc clears it" if typing else "s sort, S reverse, / filter"
+            return f"{shown} shown{where} · sorted by {order.label(columns)} · [dim]{hint}[/]"
 
         total_c = len(self.stats.connections) if self.stats else 0
         self.query_one("#conn-status", Static).update(
@@ -270,6 +277,17 @@ class AdminApp(App[int]):
     def filter_channels(self, event: Input.Changed) -> None:
         self.chan_filter = event.value.strip()
         self._render_tables()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self._render_status(*self._shown())
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        self._render_status(*self._shown())
+
+    def _shown(self) -> tuple[int | None, int | None]:
+        tables = self.query("#conn-table, #chan-table").results(KeyedTable)
+        counts = [t.row_count if self.stats is not None else None for t in tables]
+        return counts[0], counts[1]
 
     @on(Input.Submitted)
     def filter_done(self, event: Input.Submitted) -> None:

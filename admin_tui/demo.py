@@ -37,7 +37,7 @@ def demo_stats(step: int = 0, *, lag: dict[str, int] | None = None, gone: Sequen
         rows = []
         for channel, sent in subs:
             head = heads[channel]
-            behind = (lag or {}).get(cid, HEADS[channel] - sent)
+            behind = min(head, (lag or {}).get(cid, HEADS[channel] - sent))
             rows.append(SubscriptionStats(channel, EPOCH, "live", head - behind, head - behind + min(behind, 3), head, behind))
         depth = max((r.lag for r in rows), default=0) // 2
         connections.append(

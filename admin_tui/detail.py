@@ -10,7 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Header, Static
 
 from admin_tui.models import RECENT_EVENTS, format_duration, format_ms, format_rate, history_after, plain_columns
 from admin_tui.render import event_cells, subscription_cells
@@ -56,6 +56,7 @@ class ConnectionScreen(Screen[None]):
         self.connection_id = connection_id
 
     def compose(self) -> ComposeResult:
+        yield Header()
         yield Static(id="conn-head", classes="detail-head")
         yield KeyedTable(SUBSCRIPTION_COLUMNS, id="subscriptions")
         yield Footer()
@@ -112,6 +113,7 @@ class ChannelScreen(Screen[None]):
         self.problem: str | None = None
 
     def compose(self) -> ComposeResult:
+        yield Header()
         yield Static(id="chan-head", classes="detail-head")
         yield KeyedTable(EVENT_COLUMNS, id="events")
         yield Footer()
@@ -154,6 +156,8 @@ class ChannelScreen(Screen[None]):
         except SourceError as exc:
             self.problem = exc.message
         else:
+            if not self.is_attached:  # closed while the requests were out
+                return
             self.problem = None
             self.loaded_head = info.head_seq
             self.app.remember_channel_info(info)

@@ -97,12 +97,12 @@ class ConfirmScreen(ModalScreen[bool]):
         c = self.choice
         with Vertical(classes="dialog"):
             yield Static(
-                f"Close connection [b]{c.connection_id}[/] with [b]{c.code}[/] ({c.meaning})?\n"
+                f"Close connection [b]{c.connection_id}[/] with [b]{c.code}[/]: {c.meaning}?\n"
                 f"The client should: {c.advice}.\nReason: {c.reason}"
             )
             with Horizontal(classes="buttons"):
-                yield Button("Disconnect [y]", id="yes", variant="error")
-                yield Button("Cancel [n]", id="no")
+                yield Button("Disconnect (y)", id="yes", variant="error")
+                yield Button("Cancel (n)", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -101,9 +101,12 @@ async def test_filtering_by_user_and_channel() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         table = conn_table(app)
-        await pilot.press("slash", *"user:bob", "enter")
+        await pilot.press("slash")
+        assert "typing a filter" in str(app.query_one("#conn-status", Static).render())
+        await pilot.press(*"user:bob", "enter")
         assert table.keys_in_order() == [BOB]
         assert app.focused is table
+        assert "1 of 5 shown matching user:bob" in str(app.query_one("#conn-status", Static).render())
         await pilot.press("slash", *(["backspace"] * 8), *"channel:orders", "enter")
         assert set(table.keys_in_order()) == {CAROL, DAVE, ERIN}
         # Filters survive refreshes.
