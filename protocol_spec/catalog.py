@@ -496,8 +496,9 @@ def _http_calls() -> tuple[HttpCall, ...]:
     return (
         HttpCall(
             "POST", "/api/v1/publish", "Publish an event to a channel",
-            "The event reaches subscribers as a frame whose `type` is `event` and whose `payload` is "
-            "`data`. The same `id` again returns the same answer and stores nothing new.",
+            "The event reaches subscribers as a frame whose `type` is the request's `event` and whose "
+            "`payload` is its `data`; with an `id`, that is the event's id. The same `id` again returns the "
+            "same answer and stores nothing new.",
             True, (), "PublishRequest",
             ((200, "published (or the stored answer for a repeated id)", "PublishResponse", json), bad,
              unauthorised, (413, "body too large", err, json), (503, "storage unavailable: retry with the same id", err, json)),

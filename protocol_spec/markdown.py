@@ -383,7 +383,7 @@ def render(catalog: Catalog) -> str:
     for call in catalog.http_calls:
         ok = call.responses[0]
         answer = f"{ok[0]} " + (body(ok[2]) if ok[2] else ("text" if ok[0] != 204 else "(no body)"))
-        params = ", ".join(f"{p.name}" for p in call.params if p.where == "query")
+        params = "&".join(f"{p.name}={{{p.name}}}" for p in call.params if p.where == "query")
         path = call.path + (f"?{params}" if params else "")
         rows.append([f"`{call.method} {path}`", body(call.request), answer, call.summary + ". " + call.description])
     out += _table(["call", "body", "answer", "what"], rows)

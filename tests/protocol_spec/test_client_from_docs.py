@@ -108,6 +108,13 @@ def test_auth_subscribe_live_refresh_reconnect_replay(server):
         assert (live["seq"], live["payload"]["i"]) == (7, 6)
 
         assert not client.expiring  # a 600 s token is not warned about
+        # Documented refusals and answers, validated like every other frame.
+        again = client.send("subscribe", channel=CHANNEL)
+        refused = client.recv()
+        assert (refused["type"], refused["ref"]) == ("error", again["id"])
+        assert refused["payload"]["code"] == "already_subscribed" and refused["payload"]["retryable"] is False
+        never = client.send("unsubscribe", channel="room:never-subscribed")
+        client.expect("unsubscribed", ref=never["id"])
         ping = client.send("ping")
         client.expect("pong", ref=ping["id"])
         bye = client.send("unsubscribe", channel=CHANNEL)
