@@ -16,6 +16,9 @@ echo "-- OpenAPI 3.1 (openapi-spec-validator)"
 .venv/bin/openapi-spec-validator docs/openapi.json
 
 echo "-- AsyncAPI 3.0 (@asyncapi/cli)"
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
 pinned=$(node -p 'require("./protocol_spec/npm/package.json").devDependencies["@asyncapi/cli"]')
 installed=$(node -p 'try { require("./protocol_spec/npm/node_modules/@asyncapi/cli/package.json").version } catch { "" }')
 if [ "$installed" != "$pinned" ]; then
