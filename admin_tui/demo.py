@@ -108,7 +108,7 @@ def demo_source(step: int = 0) -> FakeStatsSource:
     return source
 
 
-async def render_screenshot(path: str, size: tuple[int, int] = (100, 30), steps: int = 12) -> None:
+async def render_screenshot(path: str, size: tuple[int, int] = (112, 20), steps: int = 12) -> None:
     """Plays ``steps`` demo snapshots through the app (so the sparklines have data) and saves an SVG."""
     from admin_tui.app import AdminApp
 
