@@ -71,6 +71,7 @@ class ProxyStats:
     blackholes: int = 0
     stalls: int = 0
     switches: int = 0
+    switched: int = 0  # connections cut by switches
     bytes_up: int = 0
     bytes_down: int = 0
 
@@ -276,6 +277,7 @@ class ChaosProxy:
         pipes = self.pipes
         for pipe in pipes:
             pipe.reset()
+        self.stats.switched += len(pipes)
         return len(pipes)
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:

@@ -1,0 +1,13 @@
+"""The server under the proving ground's cruelty: a client that resets mid-handshake must cost
+the server that one connection, nothing more."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.proving_ground.handshake import KNOWN_BUG, reset_during_handshake
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
+def test_server_survives_resets_during_the_handshake(server):
+    assert reset_during_handshake(server)

@@ -1,0 +1,36 @@
+"""The one-minute soak (slow tier): ≥ 50 SDK clients through the chaos proxy, a disruption every
+few seconds each, ≥ 2,000 HTTP events while the clients publish; nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.proving_ground.handshake import KNOWN_BUG, reset_during_handshake
+from tests.proving_ground.soak import SERVER_ENV, SoakConfig, format_report, run_soak
+from tests.support import ServerProcess
+
+
+@pytest.fixture
+def soak_server(tmp_path):
+    """A server for the soak; the soak cuts clients mid-handshake, so a server known to crash
+    on that is reported as the known bug rather than as a soak failure."""
+    with ServerProcess(tmp_path / "probe", env=SERVER_ENV) as probe:
+        if not reset_during_handshake(probe):
+            pytest.xfail(f"the soak resets clients mid-handshake, which crashes this server: {KNOWN_BUG}")
+    with ServerProcess(tmp_path / "data", env=SERVER_ENV) as server:
+        yield server
+
+
+@pytest.mark.slow
+async def test_soak(soak_server, capsys):
+    report = await run_soak(soak_server, SoakConfig(), log=lambda line: None)
+    with capsys.disabled():
+        print("\n" + format_report(report))
+    assert report.clients >= 50 and report.events_published >= 2000
+    assert report.disruptions >= report.clients * 5  # a fault every few seconds per client
+    assert report.losses == 0 and report.duplicates == 0 and report.out_of_order == 0
+    assert report.deliveries == report.deliveries_expected
+    assert report.publishes_stored == report.client_publishes and report.publishes_duplicated == 0
+    assert report.connections_after == 0 and report.subscriptions_after == 0
+    assert report.server_fds_after <= report.server_fds_before
+    assert report.passed
