@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from admin_tui.source import FakeStatsSource
 from wsserver.protocol import EventFrame
@@ -24,6 +24,11 @@ DEMO_CONNECTIONS: Sequence[tuple[str, str | None, str, float, float | None, floa
     ("c0a1f3e5b7d90005", "erin", "10.0.0.15:60110", 86_500.0, 9.2, 30.0, [("chat.lobby", 1497), ("orders.eu", 10_010)]),
 )
 HEADS = {"chat.lobby": 1500, "orders.eu": 10_010, "user.alice": 42}
+
+
+def _total(step: int, per_second: Callable[[int], int]) -> int:
+    """A monotonic counter: the sum of a wobbling per-second rate over ``step`` seconds."""
+    return sum(per_second(i) for i in range(step))
 
 
 def demo_stats(step: int = 0, *, lag: dict[str, int] | None = None, gone: Sequence[str] = ()) -> Stats:
@@ -76,10 +81,10 @@ def demo_stats(step: int = 0, *, lag: dict[str, int] | None = None, gone: Sequen
         connections=len(connections),
         subscriptions=sum(len(c.subscriptions) for c in connections),
         channels=len(channels),
-        events_published=50_000 + step * (30 + 7 * (step % 3)),
-        deliveries=120_000 + step * (70 + 11 * (step % 4)),
-        frames_in=9_000 + step * (12 + step % 5),
-        frames_out=130_000 + step * (80 + 9 * (step % 3)),
+        events_published=50_000 + _total(step, lambda i: 30 + 7 * (i % 3)),
+        deliveries=120_000 + _total(step, lambda i: 70 + 11 * (i % 4)),
+        frames_in=9_000 + _total(step, lambda i: 12 + i % 5),
+        frames_out=130_000 + _total(step, lambda i: 80 + 9 * (i % 3) + i),
         backplane="embedded",
         healthy=True,
         draining=False,

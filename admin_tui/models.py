@@ -17,7 +17,7 @@ from wsserver.stats import ChannelStats, ConnectionStats, NodeStats, Stats
 DEFAULT_LAG_THRESHOLD: Final = 100
 QUEUE_ALARM_FRACTION: Final = 0.5
 #: How many rate samples the sparklines keep (one per refresh).
-HISTORY_LENGTH: Final = 60
+HISTORY_LENGTH: Final = 200
 #: How many events the channel detail shows.
 RECENT_EVENTS: Final = 20
 
@@ -86,6 +86,19 @@ class RateHistory:
     @property
     def last(self) -> Rates | None:
         return self.samples[-1] if self.samples else None
+
+
+BARS: Final = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: Sequence[float], width: int) -> str:
+    """A one-line bar chart of the newest ``width`` values, one cell each, newest on the right,
+    scaled from zero (not from the minimum, which would turn a steady 8-10/s into a sawtooth)."""
+    shown = list(values)[-width:] if width > 0 else []
+    top = max(shown, default=0.0)
+    if top <= 0:
+        return BARS[0] * len(shown)
+    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1) + 0.5))] for v in shown)
 
 
 # --------------------------------------------------------------------------- overview

@@ -1,5 +1,6 @@
 """The overview tab: cluster totals, events in/out per second with sparklines (from successive
-stats snapshots), and one row per node with its backplane and health."""
+stats snapshots, one cell per refresh, newest right), and one row per node with its backplane
+and health."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Final
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Label, Sparkline, Static
+from textual.widget import Widget
+from textual.widgets import Label, Static
 
-from admin_tui.models import RateHistory, Totals, format_rate, plain_columns
+from admin_tui.models import RateHistory, Totals, format_rate, plain_columns, spark
 from admin_tui.render import node_cells
 from admin_tui.table import KeyedTable
 from wsserver.stats import Stats
@@ -44,6 +46,20 @@ def totals_text(t: Totals) -> str:
     )
 
 
+class Spark(Widget):
+    """One rate's history as a bar line as wide as the widget (drawn at paint time, so a
+    hidden tab or a resize never leaves it empty or stale)."""
+
+    values: list[float] = []
+
+    def show(self, values: list[float]) -> None:
+        self.values = values
+        self.refresh()
+
+    def render(self) -> str:
+        return spark(self.values, self.size.width)
+
+
 class Overview(VerticalScroll):
     """Filled by ``show``; knows nothing about where the numbers come from."""
 
@@ -53,7 +69,7 @@ class Overview(VerticalScroll):
             with Horizontal(classes="rate-row"):
                 yield Label(label, classes="rate-label")
                 yield Label("—", id=f"rate-{attr}", classes="rate-value")
-                yield Sparkline([], id=f"spark-{attr}", summary_function=max)
+                yield Spark(id=f"spark-{attr}", classes="spark")
         yield KeyedTable(NODE_COLUMNS, id="nodes")
 
     def show(self, stats: Stats, totals: Totals, history: RateHistory) -> None:
@@ -61,5 +77,5 @@ class Overview(VerticalScroll):
         last = history.last
         for attr, _ in RATE_ROWS:
             self.query_one(f"#rate-{attr}", Label).update(format_rate(None if last is None else getattr(last, attr)))
-            self.query_one(f"#spark-{attr}", Sparkline).data = history.series(attr)
+            self.query_one(f"#spark-{attr}", Spark).show(history.series(attr))
         self.query_one("#nodes", KeyedTable).sync([(n.node_id, node_cells(n)) for n in stats.nodes])

@@ -17,6 +17,7 @@ from admin_tui.models import (
     format_duration,
     is_lagging,
     matches,
+    spark,
     node_rates,
     parse_stats,
     totals,
@@ -44,8 +45,14 @@ def test_rates_from_successive_snapshots() -> None:
     assert node_rates(first, restarted).published == 0  # counters restarted: skipped
     history = RateHistory()
     for _ in range(70):
-        history = history.push(rates)
+        history = history.push(rates, limit=60)
     assert len(history.series("published")) == 60 and history.push(None) is history
+
+
+def test_sparkline_is_scaled_from_zero() -> None:
+    assert spark([8.0, 10.0, 9.0], 10) == "▇█▇"  # steady traffic looks steady
+    assert spark([0.0, 5.0, 10.0], 2) == "▅█"  # newest values, one cell each
+    assert spark([0.0, 0.0], 5) == "▁▁" and spark([], 5) == "" and spark([1.0], 0) == ""
 
 
 def test_channel_views_merge_nodes_and_derive_rates() -> None:
