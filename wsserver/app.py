@@ -1,12 +1,14 @@
 """Composition root and lifecycle of one node: store → node → internal HTTP API → WebSocket
 listener; on shutdown: stop accepting, close every session with 1001, drain (bounded), close
-the store. The only module that imports everything."""
+the store. The only module that imports everything. ``config.redis_url`` picks the multi-node
+parts (Redis log, Redis pub/sub backplane, cluster presence) over the embedded ones."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -14,18 +16,27 @@ import trio
 from attrs import frozen
 
 from wsserver.auth import TokenVerifier
-from wsserver.backplane.base import LocalBackplane
+from wsserver.backplane.base import Backplane, LocalBackplane
+from wsserver.backplane.presence import ClusterPresence
+from wsserver.backplane.redis import RedisBackplane
 from wsserver.codes import CloseCode
 from wsserver.config import Config
 from wsserver.http_api import serve_api
 from wsserver.hub import Hub
 from wsserver.metrics import Metrics
 from wsserver.node import Node
+from wsserver.redis_link import RedisLink
 from wsserver.session import Session
+from wsserver.store.base import EventStore
+from wsserver.store.redis import RedisStore
 from wsserver.store.sqlite import SqliteStore
 from wsserver.transport import WsTransport, make_server_ssl_context, serve_websockets
 
 log = logging.getLogger("wsserver.app")
+
+#: Longest interval (seconds) of the Redis canary, audit and stats exchange; shorter when the
+#: heartbeat interval is shorter (tests run them fast through WSSERVER_HEARTBEAT_INTERVAL).
+CLUSTER_INTERVAL = 5.0
 
 
 @frozen
@@ -64,14 +75,25 @@ class Server:
         self.wall_clock = wall_clock
         self.hub = Hub()
         self.metrics = Metrics()
-        self.store = SqliteStore(
-            Path(config.data_dir) / "events.sqlite3",
-            retention=config.retention_for,
-            on_commit=self.hub.broadcast,
-            wall_clock=wall_clock,
-            trim_interval=trim_interval,
-        )
-        self.backplane = LocalBackplane()
+        self.link: RedisLink | None = None
+        self.store: EventStore
+        self.backplane: Backplane
+        interval = min(config.heartbeat_interval, CLUSTER_INTERVAL)
+        if config.redis_url:
+            self.link = RedisLink(config.redis_url)
+            self.store = RedisStore(self.link, retention=config.retention_for, wall_clock=wall_clock)
+            self.backplane = RedisBackplane(
+                self.link, self.hub, self.store, interval=interval, registry=self.metrics.registry
+            )
+        else:
+            self.store = SqliteStore(
+                Path(config.data_dir) / "events.sqlite3",
+                retention=config.retention_for,
+                on_commit=self.hub.broadcast,
+                wall_clock=wall_clock,
+                trim_interval=trim_interval,
+            )
+            self.backplane = LocalBackplane()
         self.node = Node(
             config=config,
             store=self.store,
@@ -82,6 +104,7 @@ class Server:
             wall_clock=wall_clock,
         )
         self.metrics.gauge_fn("wsserver_sessions", "Live sessions in the hub", lambda: len(self.hub.sessions))
+        self.presence = ClusterPresence(self.link, self.node, interval=interval) if self.link else None
         self._shutdown = trio.Event()
 
     @property
@@ -92,12 +115,21 @@ class Server:
         """Starts the graceful shutdown (idempotent, synchronous: safe from a signal task)."""
         self._shutdown.set()
 
+    def _open_redis(self) -> AbstractAsyncContextManager[object]:
+        return self.link.open() if self.link is not None else nullcontext()
+
     async def run(self, *, task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self._open_redis():
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[ServerInfo]) -> None:
         config, node, hub = self.config, self.node, self.hub
         ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         async with trio.open_nursery() as root:
             await root.start(self.store.run)
             await root.start(self.backplane.run)
+            if self.presence is not None:
+                await root.start(self.presence.run)
             api_port = await root.start(
                 partial(serve_api, node, config.api_key or "", host=config.api_host, port=config.api_port)
             )

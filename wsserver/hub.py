@@ -1,5 +1,6 @@
 """The node-local registry: live sessions by id and user, and channel → subscriptions, with the
-synchronous fan-out that hands each event (already encoded) to every local subscription."""
+synchronous fan-out that hands each event (already encoded) to every local subscription, and the
+backplane's way to make subscriptions re-check the store after a loss."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import trio
+
+from wsserver.subscription import SubState
 
 if TYPE_CHECKING:
     from wsserver.session import Session
@@ -64,6 +67,25 @@ class Hub:
     def channels(self) -> Iterator[tuple[str, int]]:
         for channel, subs in self._channels.items():
             yield channel, len(subs)
+
+    def subscriptions(self, channel: str) -> tuple[Subscription, ...]:
+        return tuple(self._channels.get(channel, {}).values())
+
+    def resync(self, channel: str) -> int:
+        """The backplane may have lost events of ``channel`` (pub/sub reconnect): every LIVE local
+        subscription catches up from the store. Returns how many were asked."""
+        return sum(self.recheck(sub) for sub in self.subscriptions(channel))
+
+    def recheck(self, sub: Subscription, seen: StoredEvent | None = None) -> bool:
+        """Makes a LIVE subscription catch up from the store, exactly as a seq gap on the live path
+        does (RECOVERING buffers live events meanwhile); ``seen`` is an event the backplane missed,
+        e.g. of a new epoch. False when the subscription is already recovering."""
+        if sub.state is not SubState.LIVE:
+            return False
+        sub.state = SubState.RECOVERING
+        sub.buffer = [] if seen is None else [seen]
+        sub.session.request_repair(sub)
+        return True
 
     def broadcast(self, ev: StoredEvent) -> None:
         """Hot path: hands ``ev`` to every local subscription of its channel, without awaiting."""

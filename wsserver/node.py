@@ -19,6 +19,7 @@ from wsserver.hub import Hub
 from wsserver.metrics import Metrics
 from wsserver.protocol import Recovery
 from wsserver.recovery import plan, window_allows
+from wsserver.stats import Stats
 from wsserver.store.base import AppendRequest, AppendResult, ChannelPosition, EventStore, Snapshot
 
 log = logging.getLogger("wsserver.node")
@@ -69,6 +70,8 @@ class Node:
         self.node_id = config.node_id or f"{socket.gethostname()}:{config.port}"
         self.started_at = wall_clock()
         self.draining = False
+        #: the other nodes' latest stats (multi-node mode: refreshed by the cluster presence)
+        self.peers: list[Stats] = []
 
     def now_ms(self) -> int:
         return int(self.wall_clock() * 1000)

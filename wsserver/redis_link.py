@@ -17,6 +17,8 @@ import coredis
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
 
+from wsserver.store.base import StoreUnavailable
+
 log = logging.getLogger("wsserver.redis")
 
 #: URL scheme that forces Redis Cluster mode (otherwise the server is asked: INFO cluster).
@@ -77,11 +79,14 @@ class RedisLink:
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[RedisLink]:
-        """Connects (raising RedisError/OSError when Redis cannot be reached) and yields self."""
+        """Connects and yields self; StoreUnavailable when Redis cannot be reached."""
         if not self.cluster:
-            async with coredis.Redis.from_url(self.url, **self._options()) as probe:
-                info = await probe.info("cluster")
-                self.cluster = str(info.get("cluster_enabled", "0")) == "1"
+            try:
+                async with coredis.Redis.from_url(self.url, **self._options()) as probe:
+                    info = await probe.info("cluster")
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailable(f"cannot reach Redis at {self.where}: {exc}") from None
+            self.cluster = str(info.get("cluster_enabled", "0")) == "1"
         if self.cluster:
             client: Any = coredis.RedisCluster.from_url(self.url, **self._options())
         else:

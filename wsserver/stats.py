@@ -1,5 +1,6 @@
 """Read models for ``GET /api/v1/stats`` (and so the admin console): frozen attrs snapshots of
-nodes, connections with per-subscription seq lag, and channels. Built on demand, never live state."""
+nodes, connections with per-subscription seq lag, and channels. Built on demand, never live state;
+in multi-node mode the other nodes' latest snapshots (``node.peers``) are merged in."""
 
 from __future__ import annotations
 
@@ -82,6 +83,19 @@ def _counter(metric) -> int:
 
 
 def node_stats(node: Node) -> Stats:
+    """The cluster's view as this node knows it: its own fresh stats, then each peer's latest."""
+    own = local_stats(node)
+    if not node.peers:
+        return own
+    nodes, connections, channels = list(own.nodes), list(own.connections), list(own.channels)
+    for peer in node.peers:
+        nodes += peer.nodes
+        connections += peer.connections
+        channels += peer.channels
+    return Stats(generated_at=own.generated_at, nodes=nodes, connections=connections, channels=channels)
+
+
+def local_stats(node: Node) -> Stats:
     """This node's view: its sessions, their subscriptions' lag, its channels."""
     hub = node.hub
     now = node.wall_clock()
