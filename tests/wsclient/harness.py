@@ -31,9 +31,17 @@ class Recorder:
         self.client = client
         self.events: list[Any] = []
         self._changed = trio.Event()
+        self.reading = trio.Event()
+        self.reading.set()
 
     async def run(self) -> None:
-        async for event in self.client.events:
+        """Collects events; clear ``reading`` to stop taking them (a slow app), set it to resume."""
+        while True:
+            await self.reading.wait()
+            try:
+                event = await self.client.events.receive()
+            except trio.EndOfChannel:
+                return
             self.events.append(event)
             self._changed.set()
             self._changed = trio.Event()
