@@ -11,6 +11,7 @@ import sys
 from typing import ClassVar
 
 import httpx
+from attrs import evolve
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -139,13 +140,8 @@ class AdminApp(App[int]):
     def _show_problem(self, exc: SourceError) -> None:
         self.problem = exc
         self.failures += 1
-        every = f"retrying every {self.interval:g}s"
-        if exc.problem is Problem.UNAUTHORIZED:
-            text = f"✗ {exc.message}: check --api-key / WSSERVER_API_KEY. {every.capitalize()}."
-        elif exc.problem is Problem.UNREACHABLE:
-            text = f"✗ {exc.message}. {every.capitalize()}."
-        else:
-            text = f"✗ {exc.message}. {every.capitalize()}."
+        hint = ": check --api-key / WSSERVER_API_KEY" if exc.problem is Problem.UNAUTHORIZED else ""
+        text = f"✗ {exc.message}{hint}. Retrying every {self.interval:g}s."
         if self.stats is not None:
             text += f" Showing data from {clock(self.stats.generated_at)} UTC."
         banner = self.query_one("#banner", Static)
@@ -203,9 +199,7 @@ class AdminApp(App[int]):
         """Channel details fetched by a screen fill the channels table's oldest seq and epoch."""
         self.oldest[info.channel] = info.oldest_seq
         self.channels = [
-            ChannelView(v.channel, v.head_seq, v.subscribers, v.worst_lag, v.epoch or info.epoch, info.oldest_seq, v.rate, v.nodes)
-            if v.channel == info.channel
-            else v
+            evolve(v, epoch=v.epoch or info.epoch, oldest_seq=info.oldest_seq) if v.channel == info.channel else v
             for v in self.channels
         ]
         self._render_tables()
@@ -293,7 +287,7 @@ class AdminApp(App[int]):
     def filter_done(self, event: Input.Submitted) -> None:
         self._table_for_tab().focus()
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         # Esc in a filter clears it and returns to the table.
         if event.key == "escape" and isinstance(self.focused, Input) and self.screen is self.screen_stack[0]:
             self.focused.value = ""

@@ -91,3 +91,34 @@ async def test_nothing_listening_is_unreachable() -> None:
         assert url in failed.value.message
     finally:
         await source.aclose()
+
+
+async def test_console_recovers_when_the_server_comes_up(tmp_path) -> None:
+    """The banner shows while nothing listens (a real connection refused), then goes away by
+    itself once the server is up; the wrong key gets its own banner."""
+    from textual.widgets import Static
+
+    from admin_tui.app import AdminApp
+    from tests.support import ServerProcess
+
+    server = ServerProcess(tmp_path / "data")
+    app = AdminApp(source=HttpStatsSource(server.api_url, API_KEY, timeout=2), interval=0.1)
+    wrong = AdminApp(source=HttpStatsSource(server.api_url, "wrong-key-123"), interval=0.1)
+    try:
+        async with asyncio.timeout(30), app.run_test(size=(80, 24)) as pilot:
+            banner = app.query_one("#banner", Static)
+            while not app.failures:
+                await pilot.pause(0.02)
+            assert banner.display and "cannot reach" in str(banner.render())
+            await asyncio.to_thread(server.start)
+            while not app.generation:
+                await pilot.pause(0.02)
+            await pilot.pause()
+            assert not banner.display
+        async with asyncio.timeout(30), wrong.run_test(size=(80, 24)) as pilot:
+            while not wrong.failures:
+                await pilot.pause(0.02)
+            assert "(401)" in str(wrong.query_one("#banner", Static).render())
+    finally:
+        await asyncio.to_thread(server.stop)
+        server.kill()
