@@ -163,14 +163,20 @@ class Catalog:
 
 # --------------------------------------------------------------------------- introspection
 
+def _full_match(regex: str) -> str:
+    """A JSON Schema `pattern` that matches the whole string in ECMA-262 and Python alike
+    (Python's `$` also matches before a trailing newline, so the end is a lookahead)."""
+    return f"^(?:{regex})(?![\\s\\S])"
+
+
 _CHANNEL: Final = {
     "type": "string",
-    "pattern": f"^(?:{protocol.CHANNEL_RE.pattern})$",
+    "pattern": _full_match(protocol.CHANNEL_RE.pattern),
     "maxLength": protocol.MAX_CHANNEL_LENGTH,
 }
 _EVENT_TYPE: Final = {
     "type": "string",
-    "pattern": f"^(?:{protocol.EVENT_TYPE_RE.pattern})$",
+    "pattern": _full_match(protocol.EVENT_TYPE_RE.pattern),
     "maxLength": protocol.MAX_EVENT_TYPE_LENGTH,
 }
 _ID: Final = {"minLength": 1, "maxLength": protocol.MAX_ID_LENGTH}
@@ -618,7 +624,12 @@ def _constraint_text(schema: dict[str, Any]) -> str:
     if "enum" in schema:
         parts.append("one of " + ", ".join(f"`{v}`" for v in schema["enum"]))
     if "pattern" in schema:
-        parts.append(f"matches `{schema['pattern']}`")
+        pattern = schema["pattern"]
+        whole = _full_match("")
+        if pattern.startswith(whole[:4]) and pattern.endswith(whole[4:]):
+            parts.append(f"the whole value matches `{pattern[4:-len(whole) + 4]}`")
+        else:
+            parts.append(f"matches `{pattern}`")
     if "maxLength" in schema and "minLength" in schema:
         parts.append(f"{schema['minLength']}–{schema['maxLength']} characters")
     elif "maxLength" in schema:
