@@ -206,7 +206,7 @@ _SERVER_FIELD_FACTS: Final[dict[str, dict[str, Any]]] = {
     "replayCount": {"minimum": 0},
     "expiresAt": {"minimum": 0},
     "expiresIn": {"minimum": 0},
-    "heartbeatInterval": {"minimum": 1},
+    "heartbeatInterval": {"minimum": 0},
     "maxMessageSize": {"minimum": 1},
 }
 
