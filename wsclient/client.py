@@ -390,7 +390,7 @@ class _Connection:
                 if why is None:
                     self.finish(ABNORMAL, "link lost")
                 else:
-                    self.finish(why.code, why.reason or why.name)
+                    self.finish(int(why.code), why.reason or why.name)
                 return
             if isinstance(message, bytes):
                 continue
@@ -590,8 +590,8 @@ class _Connection:
         ref = frame.get("ref") or ""
         code, message, retryable = p["code"], p["message"], p.get("retryable", False)
         assert self._nursery is not None
-        if ref in client._outbox:
-            entry = client._outbox._pending[ref]
+        entry = client._outbox.get(ref)
+        if entry is not None:
             if retryable:
                 entry.sent_on = None
                 self._nursery.start_soon(self._retry_later, lambda: self.send_publish(entry))

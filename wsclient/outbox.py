@@ -54,6 +54,9 @@ class Outbox:
     def __contains__(self, frame_id: object) -> bool:
         return frame_id in self._pending
 
+    def get(self, frame_id: str) -> Pending | None:
+        return self._pending.get(frame_id)
+
     def add(self, frame_id: str, wire: str) -> Pending:
         entry = Pending(frame_id, wire)
         self._pending[frame_id] = entry

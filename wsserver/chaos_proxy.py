@@ -12,6 +12,7 @@ import argparse
 import itertools
 import logging
 import random
+import signal
 import socket
 import struct
 import sys
@@ -338,22 +339,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Entry point of `wsserver chaos-proxy ARGS`; runs until interrupted."""
-    ns = build_parser().parse_args(list(argv))
+    """Entry point of `wsserver chaos-proxy ARGS`; runs until interrupted (Ctrl-C: exit 0)."""
+    args = list(argv)
+    if args[:1] == ["--"]:  # `wsserver chaos-proxy -- --listen …` (the top-level parser needs the `--`)
+        args = args[1:]
+    ns = build_parser().parse_args(args)
     changes = {f.name: getattr(ns, f.name) for f in attrs.fields(Profile)
                if f.name not in ("name", "stall_for") and getattr(ns, f.name) is not None}
     profile = attrs.evolve(PROFILES[ns.profile], **changes)
     proxy = ChaosProxy(ns.target[0], ns.target[1], profile, listen_host=ns.listen[0], listen_port=ns.listen[1], seed=ns.seed)
 
     async def serve() -> None:
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(proxy.run)
-            print(f"chaos-proxy {profile.name} (seed {ns.seed}) listening on {ns.listen[0]}:{port} → "
-                  f"{ns.target[0]}:{ns.target[1]}", flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(proxy.run)
+                print(f"chaos-proxy {profile.name} (seed {ns.seed}) listening on {ns.listen[0]}:{port} → "
+                      f"{ns.target[0]}:{ns.target[1]}", flush=True)
+                async for _signal in signals:
+                    nursery.cancel_scope.cancel()
+                    break
 
-    try:
-        trio.run(serve)
-    except KeyboardInterrupt:
-        print(f"chaos-proxy stopped: {proxy.stats}", file=sys.stderr)
-        return 0
+    trio.run(serve)
+    print(f"chaos-proxy stopped: {proxy.stats}", file=sys.stderr)
     return 0
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -3,6 +3,8 @@ proxy is protocol-blind) and with the CLI entry point."""
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 import pytest
 import trio
@@ -153,3 +155,28 @@ def test_profiles_and_cli_overrides():
     assert attrs.evolve(PROFILES["3g"], latency=0.5).bandwidth == PROFILES["3g"].bandwidth
     with pytest.raises(SystemExit):
         main(["--target", "nonsense"])
+
+
+async def test_cli_proxies_a_real_sdk_session(server):
+    """`wsserver chaos-proxy` as an operator runs it, in front of a real server."""
+    import signal
+    import subprocess
+    import sys
+
+    import wsclient
+    from tests.support import free_port
+    from tests.wsclient.harness import running_client, static_tokens
+
+    port = free_port()
+    argv = [sys.executable, "-m", "wsserver", "chaos-proxy", "--", "--listen", f"127.0.0.1:{port}",
+            "--target", f"127.0.0.1:{server.port}", "--profile", "3g", "--seed", "3"]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(functools.partial(trio.run_process, argv, stdout=subprocess.PIPE, check=False))
+            banner = await proc.stdout.receive_some()
+            assert b"listening on 127.0.0.1:" in banner
+            async with running_client(f"ws://127.0.0.1:{port}/ws", static_tokens("cli")) as (client, rec):
+                result = await client.publish("cli.1", "a.b", {"via": "proxy"})
+                assert result.seq == 1
+            proc.send_signal(signal.SIGINT)
+    assert proc.returncode == 0
