@@ -478,12 +478,11 @@ class _Connection:
         await trio.sleep(RETRY_DELAY)
         await coro_fn()
 
-    def _check_live(self) -> None:
+    async def _check_live(self) -> None:
         if self.resubscribed and not self.recovering and not self.live_reported:
             self.live_reported = True
             now = trio.current_time()
-            assert self._nursery is not None
-            self._nursery.start_soon(self.client._emit, Live(now - self.started, now - self.lost_at))
+            await self.client._emit(Live(now - self.started, now - self.lost_at))
 
     # ------------------------------------------------------------------ frame handlers
 
@@ -504,7 +503,7 @@ class _Connection:
         for entry in client._outbox.unsent(self.generation):
             await self.send_publish(entry)
         self.resubscribed = True
-        self._check_live()
+        await self._check_live()
 
     async def _on_token_expiring(self, frame: dict[str, Any]) -> None:
         if not self.refreshing and self._nursery is not None:
@@ -529,7 +528,7 @@ class _Connection:
             self.recovering[channel] = p["replayCount"]
         else:
             self.recovering.pop(channel, None)
-        self._check_live()
+        await self._check_live()
 
     async def _on_snapshot(self, frame: dict[str, Any]) -> None:
         channel, p = frame["channel"], frame["payload"]
@@ -565,7 +564,7 @@ class _Connection:
         if remaining is not None:
             if remaining <= 1:
                 del self.recovering[channel]
-                self._check_live()
+                await self._check_live()
             else:
                 self.recovering[channel] = remaining - 1
 
@@ -577,7 +576,7 @@ class _Connection:
         if self.client._cursors.pop(channel, None) is not None:
             self.client.positions.forget(channel)
         await self.client._emit(Unsubscribed(channel, frame["payload"].get("reason")))
-        self._check_live()
+        await self._check_live()
 
     async def _on_published(self, frame: dict[str, Any]) -> None:
         self.client._outbox.resolve(frame.get("ref") or "", frame["payload"])
@@ -609,7 +608,7 @@ class _Connection:
             else:
                 client._cursors.pop(channel, None)
                 client.positions.forget(channel)
-                self._check_live()
+                await self._check_live()
         await client._emit(ServerError(code, message, channel))
 
 
