@@ -303,3 +303,33 @@ async def test_slow_app_gets_4009_and_loses_nothing(tmp_path):
             [rc] = rec.of(wsclient.Reconnecting)
             assert rc.code in (4009, 1006) and rc.advice is wsclient.Reconnect.AT_ONCE
             assert not rc.reason.startswith("dead link")
+
+
+async def test_server_restart_replays_and_a_lost_log_resets(tmp_path):
+    """SIGTERM closes with 1001 and the client is back at once after the restart; when the
+    restarted server lost its log (new epoch), the app is told to reload (`Reset`)."""
+    import shutil
+
+    with ServerProcess(tmp_path / "data") as srv:
+        channel = "room.restart"
+        async with running_client(srv.ws_url, static_tokens(user()), backoff=wsclient.Backoff(0.05, 0.3)) as (client, rec):
+            await client.subscribe(channel, last_seq=0)
+            await call(srv.publish, channel, data={"n": 1})
+            await rec.wait_for(wsclient.ChannelEvent)
+            await call(srv.restart)
+            rc = await rec.wait_for(wsclient.Reconnecting)
+            assert (rc.code, rc.advice) == (1001, wsclient.Reconnect.AT_ONCE)
+            await rec.wait_for(wsclient.Subscribed, count=2)
+            await call(srv.publish, channel, data={"n": 2})
+            await rec.wait_for(wsclient.ChannelEvent, count=2)
+            assert rec.channel_seqs(channel) == [1, 2]
+            epoch = rec.of(wsclient.Subscribed)[-1].epoch
+
+            await call(srv.stop)
+            shutil.rmtree(srv.data_dir)  # the log is lost
+            await call(srv.start)
+            reset = await rec.wait_for(wsclient.Reset)
+            assert reset.channel == channel and reset.epoch != epoch
+            await call(srv.publish, channel, data={"n": 3})
+            event = await rec.wait_for(wsclient.ChannelEvent, count=3)
+            assert (event.seq, event.epoch, event.payload) == (1, reset.epoch, {"n": 3})
