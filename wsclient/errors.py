@@ -1,4 +1,5 @@
-"""Exceptions the SDK raises to the application (from ``Client.publish``)."""
+"""Exceptions the SDK raises to the application, all from ``Client.publish``: the connection
+problems themselves are never raised, they are events (``Reconnecting``, ``Closed``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Fixtures for the SDK tests: Trio mode, and one real server per module with fast heartbeats."""
+"""Fixtures for the SDK tests: Trio mode for this directory, and one real server per module
+with fast heartbeats (tests use their own users and channels, so they can share it)."""
 
 from __future__ import annotations
 
