@@ -333,3 +333,21 @@ async def test_server_restart_replays_and_a_lost_log_resets(tmp_path):
             await call(srv.publish, channel, data={"n": 3})
             event = await rec.wait_for(wsclient.ChannelEvent, count=3)
             assert (event.seq, event.epoch, event.payload) == (1, reset.epoch, {"n": 3})
+
+
+async def test_wss(tmp_path):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    env = {"WSSERVER_TLS_CERT": str(tmp_path / "server.pem"), "WSSERVER_TLS_KEY": str(tmp_path / "key.pem")}
+    with ServerProcess(tmp_path / "data", env=env) as srv:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        url = srv.ws_url.replace("ws://", "wss://")
+        async with running_client(url, static_tokens(user()), ssl_context=context) as (client, rec):
+            assert (await client.publish("room.tls", "a.b", {})).seq == 1
