@@ -12,8 +12,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import coredis
+from coredis.connection import TCPLocation
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
 
@@ -42,6 +44,13 @@ def pubsub_channel(channel: str) -> str:
 def channel_of(pubsub_name: str) -> str:
     """Inverse of ``pubsub_channel``."""
     return pubsub_name[len("wsserver:{") : -1]
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 class RedisLink:
@@ -81,14 +90,17 @@ class RedisLink:
     async def open(self) -> AsyncIterator[RedisLink]:
         """Connects and yields self; StoreUnavailable when Redis cannot be reached."""
         if not self.cluster:
+            info: dict[str, Any] = {}
             try:
                 async with coredis.Redis.from_url(self.url, **self._options()) as probe:
                     info = await probe.info("cluster")
-            except (RedisError, OSError) as exc:
-                raise StoreUnavailable(f"cannot reach Redis at {self.where}: {exc}") from None
+            except* (RedisError, OSError) as group:
+                raise StoreUnavailable(f"cannot reach Redis at {self.where}: {_first(group)}") from None
             self.cluster = str(info.get("cluster_enabled", "0")) == "1"
         if self.cluster:
-            client: Any = coredis.RedisCluster.from_url(self.url, **self._options())
+            parts = urlsplit(self.url)
+            seed = TCPLocation(parts.hostname or "localhost", parts.port or 6379)
+            client: Any = coredis.RedisCluster.from_url(self.url, startup_nodes=[seed], **self._options())
         else:
             client = coredis.Redis.from_url(self.url, **self._options())
         async with client:

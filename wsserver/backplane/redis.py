@@ -20,6 +20,7 @@ import math
 import secrets
 from typing import Any, Final
 
+import anyio
 import trio
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
@@ -164,7 +165,7 @@ class RedisBackplane:
             reason = "closed by the server"
             try:
                 await self._session(task_status)
-            except* (RedisError, OSError, TimeoutError, _Broken) as group:
+            except* (RedisError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, _Broken) as group:
                 reason = "; ".join(sorted({f"{type(e).__name__}: {e}" for e in group.exceptions}))
             self._connected = False
             self._pubsub = None
