@@ -47,7 +47,7 @@ from wsserver.outbox import Outbox
 from wsserver.recovery import merge_buffer
 from wsserver.store.base import StoreUnavailable
 from wsserver.subscription import SubState, Subscription
-from wsserver.transport import ConnectionClosed, WsTransport, text_frame
+from wsserver.transport import ConnectionClosed, PongWaiter, WsTransport, text_frame
 
 if TYPE_CHECKING:
     from wsserver.node import Node
@@ -73,7 +73,8 @@ class Session:
     __slots__ = (
         "node", "transport", "id", "remote", "query_token", "outbox", "subscriptions",
         "claims", "user_id", "connected_at", "last_seen", "rtt", "closing", "close_code",
-        "close_reason", "_tasks_scope", "_nursery", "_token_changed", "_aborted", "frames_in", "_writer_done",
+        "close_reason", "_tasks_scope", "_timers_scope", "_nursery", "_token_changed", "_aborted", "frames_in",
+        "_writer_done",
     )
 
     def __init__(self, node: Node, transport: WsTransport, query_token: str | None = None) -> None:
@@ -93,6 +94,7 @@ class Session:
         self.close_code: int | None = None
         self.close_reason = ""
         self._tasks_scope: trio.CancelScope | None = None
+        self._timers_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._token_changed = trio.Event()
         self._aborted = False
@@ -103,31 +105,37 @@ class Session:
 
     async def run(self) -> None:
         """Runs the connection to its end and closes it with the right code. Never raises
-        (except Cancelled): a failure here ends this connection, never the server."""
+        (except Cancelled): a failure here ends this connection, never the server.
+
+        The reader runs inline in the connection's own task; the writer and the timer task run
+        in this session's nursery. (One timer task serves the heartbeat, the auth timeout and
+        the token deadlines: every Trio task costs ~2 KiB per connection, and idle connections
+        are what a mobile backend holds most of.)"""
         node = self.node
         node.hub.add_session(self)
         node.metrics.connections_total.inc()
         try:
-            async with trio.open_nursery() as outer:
-                outer.start_soon(self._writer)
-                try:
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        self._tasks_scope = nursery.cancel_scope
-                        nursery.start_soon(self._reader)
-                        nursery.start_soon(self._heartbeat)
-                        nursery.start_soon(self._token_timer)
-                except Exception as exc:
-                    log.exception("session %s failed: %s", self.id, exc)
-                    self._set_close(CloseCode.INTERNAL_ERROR, "internal error")
-                self._nursery = None
-                # Flush what is queued (e.g. the `error` that explains the close), bounded.
-                self.outbox.close(discard=self._aborted or self.close_code == CloseCode.SLOW_CONSUMER)
-                with trio.move_on_after(FLUSH_TIMEOUT) as flush:
-                    await self._writer_done.wait()
-                if flush.cancelled_caught:
-                    self._aborted = True
-                outer.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._timers)
+                    with trio.CancelScope() as self._tasks_scope:
+                        await self._reader()
+                    self._nursery = None
+                    if self._timers_scope is not None:
+                        self._timers_scope.cancel()
+                    # Flush what is queued (e.g. the `error` explaining the close), bounded.
+                    self.outbox.close(discard=self._aborted or self.close_code == CloseCode.SLOW_CONSUMER)
+                    with trio.move_on_after(FLUSH_TIMEOUT) as flush:
+                        await self._writer_done.wait()
+                    if flush.cancelled_caught:
+                        self._aborted = True
+                    nursery.cancel_scope.cancel()
+            except Exception as exc:  # a task of this connection failed: end it, not the server
+                log.exception("session %s failed: %s", self.id, exc)
+                self._set_close(CloseCode.INTERNAL_ERROR, "internal error")
+            self._nursery = None
             if self._aborted:
                 await self.transport.abort()
             elif self.transport.close_code is None:
@@ -160,6 +168,8 @@ class Session:
         self._set_close(code, reason)
         if self._tasks_scope is not None:
             self._tasks_scope.cancel()
+        if self._timers_scope is not None:
+            self._timers_scope.cancel()
 
     def abort(self, reason: str) -> None:
         """Ends the connection without a close handshake (the peer is gone)."""
@@ -233,59 +243,74 @@ class Session:
                 continue
             await handlers[type(frame)](frame)
 
-    async def _heartbeat(self) -> None:
-        config = self.node.config
-        while True:
-            await trio.sleep(config.heartbeat_interval)
-            sent_at = trio.current_time()
-            with trio.move_on_after(config.heartbeat_timeout):
-                try:
-                    await self.transport.ping()
-                except ConnectionClosed:
-                    self.close_soon(1006, "connection lost")
-                    return
-                now = trio.current_time()
-                self.rtt = now - sent_at
-                self.last_seen = now
-                continue
-            if self.last_seen < sent_at:
-                self.abort("heartbeat timeout: no sign of life")
+    async def _timers(self) -> None:
+        """Every deadline of this connection in one task: the auth timeout (4008), heartbeat
+        pings and the dead-peer check, `token_expiring` once per token `lead` before its
+        `exp`, and close 4002 at `exp` unless a refresh moved it. Wakes early on every auth."""
+        with trio.CancelScope() as self._timers_scope:
+            if self.closing:
                 return
-
-    async def _token_timer(self) -> None:
-        """Auth timeout (4008) before the first `auth_ok`; then per token: `token_expiring` once,
-        `lead` before `exp`, and close 4002 at `exp` unless a refresh moved it."""
-        config, node = self.node.config, self.node
-        with trio.move_on_after(config.auth_timeout):
-            await self._token_changed.wait()
-        if self.claims is None:
-            self.close_soon(CloseCode.AUTH_TIMEOUT, "no auth frame within the auth timeout")
-            return
-        while True:
-            changed = self._token_changed
-            claims = self.claims
-            assert claims is not None
-            warn_at = claims.exp - config.token_expiring_lead
-            with trio.move_on_at(self._trio_time(warn_at)):
-                await changed.wait()
-            if changed.is_set():
-                continue
-            left = claims.exp - node.wall_clock()
-            if left > 0:
-                await self._send(
-                    TokenExpiringFrame(
-                        id=new_id(),
-                        timestamp=now_ms(),
-                        payload=TokenExpiringPayload(expires_at=int(claims.exp * 1000), expires_in=int(left * 1000)),
-                    )
-                )
-            with trio.move_on_at(self._trio_time(claims.exp)):
-                await changed.wait()
-            if changed.is_set():
-                continue
-            await self._error(ErrorCode.TOKEN_EXPIRED, "the token expired without a refresh")
-            self.close_soon(CloseCode.TOKEN_EXPIRED, "token expired")
-            return
+            config, transport = self.node.config, self.transport
+            interval, timeout, lead = config.heartbeat_interval, config.heartbeat_timeout, config.token_expiring_lead
+            auth_deadline = trio.current_time() + config.auth_timeout
+            next_ping = trio.current_time() + interval
+            pong: PongWaiter | None = None
+            warned: Claims | None = None
+            while True:
+                claims, changed = self.claims, self._token_changed
+                deadlines = [next_ping if pong is None else pong.sent + timeout]
+                if claims is None:
+                    deadlines.append(auth_deadline)
+                else:
+                    deadlines.append(self._trio_time(claims.exp))
+                    if warned is not claims:
+                        deadlines.append(self._trio_time(claims.exp - lead))
+                with trio.move_on_at(min(deadlines)):
+                    await changed.wait()
+                if changed.is_set():
+                    continue  # authenticated or refreshed: recompute the deadlines
+                now = trio.current_time()
+                if claims is None:
+                    if now >= auth_deadline:
+                        self.close_soon(CloseCode.AUTH_TIMEOUT, "no auth frame within the auth timeout")
+                        return
+                else:
+                    if now >= self._trio_time(claims.exp):
+                        await self._error(ErrorCode.TOKEN_EXPIRED, "the token expired without a refresh")
+                        self.close_soon(CloseCode.TOKEN_EXPIRED, "token expired")
+                        return
+                    if warned is not claims and now >= self._trio_time(claims.exp - lead):
+                        warned = claims
+                        left = claims.exp - self.node.wall_clock()
+                        await self._send(
+                            TokenExpiringFrame(
+                                id=new_id(),
+                                timestamp=now_ms(),
+                                payload=TokenExpiringPayload(
+                                    expires_at=int(claims.exp * 1000), expires_in=max(0, int(left * 1000))
+                                ),
+                            )
+                        )
+                if pong is None:
+                    if now >= next_ping:
+                        pong = PongWaiter(now)
+                        with trio.move_on_after(timeout) as scope:
+                            try:
+                                await transport.send_ping(pong)
+                            except ConnectionClosed:
+                                self.close_soon(1006, "connection lost")
+                                return
+                        if scope.cancelled_caught:  # not even a 6-byte ping fits: the peer is gone
+                            self.abort("heartbeat: ping could not be sent")
+                            return
+                elif now >= pong.sent + timeout:
+                    if pong.received is not None:
+                        self.rtt = pong.received - pong.sent
+                    elif self.last_seen < pong.sent:
+                        self.abort("heartbeat timeout: no sign of life")
+                        return
+                    next_ping = pong.sent + interval
+                    pong = None
 
     def _trio_time(self, wall: float) -> float:
         return trio.current_time() + (wall - self.node.wall_clock())

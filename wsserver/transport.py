@@ -5,8 +5,9 @@ Why pre-framed bytes: server→client frames are unmasked, so a channel event's 
 the same bytes for every subscriber. We build it once per event (``text_frame``) and let each
 connection's writer coalesce its queued frames into one ``send_all`` under trio-websocket's own
 stream lock, instead of one wsproto encode and one awaited write per subscriber per event.
-This reaches into two trio-websocket internals (``_stream``, ``_stream_lock``); the version is
-pinned in pyproject.toml and ``tests/wsserver/test_transport.py`` exercises the path.
+This reaches into trio-websocket internals (``_stream``, ``_stream_lock``, ``_send``, ``_pings``)
+and drops wsproto's finished handshake parser; both versions are pinned in pyproject.toml and
+the session tests exercise every one of these paths.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
+import itertools
+
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+from wsproto.events import Ping
 
 log = logging.getLogger("wsserver.transport")
 
@@ -34,6 +38,7 @@ CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 INBOUND_QUEUE: Final = 1
 
 _OP_TEXT: Final = 0x81  # FIN + text opcode
+_PING_IDS: Final = itertools.count(1)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -44,6 +49,21 @@ def text_frame(payload: bytes) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", _OP_TEXT, 126, n) + payload
     return struct.pack("!BBQ", _OP_TEXT, 127, n) + payload
+
+
+class PongWaiter:
+    """Stands in trio-websocket's table of pings in flight; its reader calls ``set()`` when the
+    matching pong (or a later one) arrives, and we note when."""
+
+    __slots__ = ("sent", "received")
+
+    def __init__(self, sent: float) -> None:
+        self.sent = sent
+        self.received: float | None = None
+
+    def set(self) -> None:
+        if self.received is None:
+            self.received = trio.current_time()
 
 
 class WsTransport:
@@ -71,9 +91,14 @@ class WsTransport:
                 await ws._abort_web_socket()
                 raise ConnectionClosed(ws._close_reason) from None
 
-    async def ping(self) -> None:
-        """Sends a WebSocket ping and returns when its pong arrives."""
-        await self._ws.ping()
+    async def send_ping(self, waiter: PongWaiter) -> None:
+        """Sends a WebSocket ping without waiting for its pong; ``waiter`` notes the pong."""
+        ws = self._ws
+        if ws._close_reason is not None:
+            raise ConnectionClosed(ws._close_reason)
+        payload = struct.pack("!Q", next(_PING_IDS))
+        ws._pings[payload] = waiter  # type: ignore[assignment]
+        await ws._send(Ping(payload=payload))
 
     @property
     def close_code(self) -> int | None:
@@ -92,6 +117,28 @@ class WsTransport:
         """Closes the TCP connection at once, without a close handshake (dead peer)."""
         with trio.CancelScope(shield=True):
             await self._ws._close_stream()
+
+
+class _FinishedHandshake:
+    """What wsproto still asks of a completed handshake: no more events."""
+
+    __slots__ = ()
+
+    def events(self) -> tuple[()]:
+        return ()
+
+
+_FINISHED_HANDSHAKE: Final = _FinishedHandshake()
+
+
+def _release_handshake_state(ws: WebSocketConnection) -> None:
+    """After the upgrade, wsproto keeps the handshake (an h11 parser, the request, an event
+    deque) for the connection's lifetime, though only ``events()`` is ever called on it again;
+    a shared stand-in saves ~3 KiB per idle connection."""
+    proto = ws._wsproto
+    handshake = getattr(proto, "handshake", None)
+    if proto.connection is not None and handshake is not None and not getattr(handshake, "_events", True):
+        proto.handshake = _FINISHED_HANDSHAKE
 
 
 def _header(request: WebSocketRequest, name: bytes) -> str | None:
@@ -142,6 +189,12 @@ async def serve_websockets(
     origins = frozenset(o.rstrip("/") for o in allowed_origins)
 
     async def on_request(request: WebSocketRequest) -> None:
+        try:
+            await _upgrade(request)
+        except ConnectionClosed:
+            pass  # the client vanished during the handshake (a phone's radio dropped): its loss only
+
+    async def _upgrade(request: WebSocketRequest) -> None:
         target = urlsplit(request.path)
         if target.path != WS_PATH:
             on_refused("path")
@@ -162,9 +215,10 @@ async def serve_websockets(
                     return
                 query_token = tokens[0]
         ws = await request.accept()
+        _release_handshake_state(ws)
         await handler(WsTransport(ws, _remote(request)), query_token, request)
 
-    server = WebSocketServer(
+    server = _SupervisedServer(
         on_request,
         wrapped,
         handler_nursery=handler_nursery,
@@ -178,6 +232,24 @@ async def serve_websockets(
         await nursery.start(server.run)
         task_status.started(ports)
         await trio.sleep_forever()
+
+
+class _SupervisedServer(WebSocketServer):
+    """trio-websocket's server, with one supervision boundary per connection: whatever ends
+    one connection's tasks (a reset mid-handshake, a TLS failure, a protocol error while
+    answering one) is logged and ends that connection only, never the listener or the server."""
+
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        try:
+            await super()._handle_connection(stream)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away: nothing to report
+        except Exception as exc:  # noqa: BLE001 - the boundary: log it, keep serving others
+            if isinstance(exc, ExceptionGroup) and not exc.subgroup(
+                lambda e: not isinstance(e, (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError))
+            ):
+                return
+            log.warning("connection ended by an unexpected error: %r", exc, exc_info=exc)
 
 
 def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:

@@ -13,13 +13,6 @@ import urllib.request
 
 from tests.support import ServerProcess
 
-#: What a fixed server must do; what the soak needs before it can run at all.
-KNOWN_BUG = (
-    "wsserver/transport.py: `await request.accept()` raises trio_websocket.ConnectionClosed when the "
-    "client reset the TCP connection mid-handshake, and the exception crashes the whole server "
-    "(fix: wrap it in `try: ... except ConnectionClosed: return`)"
-)
-
 
 def reset_during_handshake(server: ServerProcess, times: int = 20) -> bool:
     """Sends ``times`` upgrade requests, each followed at once by an RST; True if the server

@@ -3,11 +3,9 @@ the server that one connection, nothing more."""
 
 from __future__ import annotations
 
-import pytest
 
-from tests.proving_ground.handshake import KNOWN_BUG, reset_during_handshake
+from tests.proving_ground.handshake import reset_during_handshake
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
 def test_server_survives_resets_during_the_handshake(server):
     assert reset_during_handshake(server)

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.proving_ground.handshake import KNOWN_BUG, reset_during_handshake
 from tests.proving_ground.soak import SERVER_ENV, SoakConfig, format_report, run_soak
 from tests.support import ServerProcess
 
 
 @pytest.fixture
 def soak_server(tmp_path):
-    """A server for the soak; the soak cuts clients mid-handshake, so a server known to crash
-    on that is reported as the known bug rather than as a soak failure."""
-    with ServerProcess(tmp_path / "probe", env=SERVER_ENV) as probe:
-        if not reset_during_handshake(probe):
-            pytest.xfail(f"the soak resets clients mid-handshake, which crashes this server: {KNOWN_BUG}")
+    """A server for the soak (which cuts clients mid-handshake, among other things)."""
     with ServerProcess(tmp_path / "data", env=SERVER_ENV) as server:
         yield server
 

@@ -321,3 +321,25 @@ async def test_shutdown_closes_clients_with_1001(nursery, tmp_path):
     client = await srv.connect()
     srv.server.request_shutdown()
     assert await client.closed() == 1001
+
+
+async def test_resets_mid_handshake_cost_only_that_connection(server):
+    """Phones drop mid-upgrade: an RST right after the request (or after the 101) must not
+    disturb the server."""
+    import struct
+
+    for after_response in (False, True) * 10:
+        sock = socket.create_connection(("127.0.0.1", server.info.port))
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        if after_response:
+            await trio.to_thread.run_sync(sock.recv, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        await trio.sleep(0.01)
+    client = await server.connect()
+    ref = await client.send("ping")
+    await client.expect("pong", ref=ref)
+    await client.aclose()
