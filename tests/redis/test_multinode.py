@@ -200,7 +200,7 @@ async def test_one_publish_id_on_two_nodes_is_one_event(start_node, nursery):
 
 
 async def test_redis_down_means_503_fast_clients_stay_and_everything_resumes(start_node, redis_server, nursery):
-    a = start_node("a")
+    a, idle = start_node("a"), start_node("idle")  # idle: no subscriber, no publish
     client = await connect(nursery, a)
     await client.subscribe("ops")
     await publish(a, "ops", 0)
@@ -217,10 +217,13 @@ async def test_redis_down_means_503_fast_clients_stay_and_everything_resumes(sta
     await client.send("ping")
     assert (await client.expect("pong"))["type"] == "pong"  # still connected
 
+    assert (await api(idle, "GET", "/healthz")).status_code == 503
+
     redis_server.start()
     with trio.fail_after(WAIT):
-        while (await api(a, "GET", "/healthz")).status_code != 200:
-            await trio.sleep(0.05)
+        for node in (a, idle):
+            while (await api(node, "GET", "/healthz")).status_code != 200:
+                await trio.sleep(0.05)
     fresh = await publish(a, "ops", 1)
     frame = await client.recv(WAIT)
     assert frame["type"] == "subscribed" and frame["payload"]["recovery"] == "reset", frame
@@ -242,3 +245,19 @@ async def test_stats_on_any_node_show_the_whole_cluster(start_node, nursery):
             await trio.sleep(0.1)
     assert {n["backplane"] for n in stats["nodes"]} == {"redis"}
     assert any(ch["channel"] == "seen" and ch["nodeId"] == "a" for ch in stats["channels"])
+
+
+async def test_health_goes_red_with_the_reason_while_messages_cannot_round_trip(start_node, redis_server):
+    """CLIENT PAUSE WRITE holds every PUBLISH: the canary does not come back, /healthz turns 503
+    and the metric says why; once Redis lets writes through again the node is healthy again."""
+    a = start_node("a")
+    redis_server.cli("CLIENT", "PAUSE", "3000", "WRITE")
+    with trio.fail_after(WAIT):
+        while (await api(a, "GET", "/healthz")).status_code != 503:
+            await trio.sleep(0.05)
+    metrics = (await api(a, "GET", "/metrics")).text
+    assert 'wsserver_backplane_problem{reason="canary"} 1.0' in metrics, metrics
+    with trio.fail_after(WAIT):
+        while (await api(a, "GET", "/healthz")).status_code != 200:
+            await trio.sleep(0.05)
+    assert a.stop() == 0  # a Redis-mode node drains and exits cleanly

@@ -170,8 +170,9 @@ class RedisBackplane:
             self._connected = False
             self._pubsub = None
             self._subscribed.clear()
-            for channel in self._want:
-                self._want[channel] = trio.Event()  # new watches wait for the resubscribe
+            for channel, confirmed in self._want.items():
+                if confirmed.is_set():
+                    self._want[channel] = trio.Event()  # new watches wait for the resubscribe
             self._set_problem(f"pub/sub connection lost: {reason}")
             if self.reconnects > sessions:
                 backoff = BACKOFF_FIRST  # that one had connected: start the back-off over

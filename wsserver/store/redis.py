@@ -47,6 +47,8 @@ MAX_BATCH: Final = 1024
 MAX_SCRIPT_EVENTS: Final = 128
 #: Pipelines in flight at once (each waits a round trip; more in flight, more throughput).
 MAX_IN_FLIGHT: Final = 8
+#: Seconds between PINGs while Redis is failing.
+PROBE_INTERVAL: Final = 0.5
 #: Seconds an append may take before it is refused with StoreUnavailable (publisher gets 503).
 APPEND_TIMEOUT: Final = 3.0
 
@@ -213,10 +215,24 @@ class RedisStore:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, nursery)
+                nursery.start_soon(self._prober)
                 self._running = True
                 task_status.started()
         finally:
             self._running = False
+
+    async def _prober(self) -> None:
+        """While Redis is failing, PINGs it so that health turns green again without traffic."""
+        while True:
+            await trio.sleep(PROBE_INTERVAL)
+            if self._failing:
+                with trio.move_on_after(PROBE_INTERVAL):
+                    try:
+                        await self.link.client.ping()
+                    except (RedisError, OSError) as exc:
+                        self.last_error = str(exc)
+                    else:
+                        self._ok()
 
     # ------------------------------------------------------------------ appends
 
