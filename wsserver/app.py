@@ -23,6 +23,7 @@ from wsserver.codes import CloseCode
 from wsserver.config import Config
 from wsserver.http_api import serve_api
 from wsserver.hub import Hub
+from wsserver.limits import Admission, AdmissionLimits
 from wsserver.metrics import Metrics
 from wsserver.node import Node
 from wsserver.redis_link import RedisLink
@@ -133,6 +134,14 @@ class Server:
             api_port = await root.start(
                 partial(serve_api, node, config.api_key or "", host=config.api_host, port=config.api_port)
             )
+            admission = Admission(
+                AdmissionLimits(
+                    max_connections=config.max_connections,
+                    max_connections_per_ip=config.max_connections_per_ip,
+                    max_connections_per_user=config.max_connections_per_user,
+                    connection_rate=config.connection_rate,
+                )
+            )
             async with trio.open_nursery() as sessions:
                 listener = trio.CancelScope()
 
@@ -149,6 +158,7 @@ class Server:
                             handler_nursery=sessions,
                             tcp_user_timeout_ms=int((config.heartbeat_interval + config.heartbeat_timeout) * 1000),
                             on_refused=lambda reason: self.metrics.handshakes_refused.labels(reason).inc(),
+                            admission=admission,
                             task_status=task_status,
                         )
 

@@ -74,6 +74,17 @@ def parse_list(value: Any) -> tuple[str, ...]:
     return tuple(v for v in items if v)
 
 
+def parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
 def parse_str(value: Any) -> str:
     if isinstance(value, (dict, list)):
         raise ValueError("expected a string")
@@ -134,6 +145,15 @@ class Config:
     tls_key: str | None = _opt("path", "PEM private key for tls_cert", default=None)
     send_queue_size: int = _opt("int", "outgoing frames queued per connection before close 4009", default=2048)
     max_channels_per_connection: int = _opt("int", "subscriptions per connection", default=128)
+    max_connections: int = _opt("int", "connections per node (more: handshake refused with 503)", default=100_000)
+    max_connections_per_ip: int = _opt(
+        "int", "connections per client IP (carrier NAT puts many phones behind one)", default=1000
+    )
+    max_connections_per_user: int = _opt("int", "connections per user (`sub`); more: close 4029", default=20)
+    connection_rate: float = _opt("float", "new connections per second per node (more: 503)", default=1000.0)
+    rate_limit_frames: float = _opt("float", "client frames per second per connection (burst: 2 s)", default=100.0)
+    rate_limit_bytes: float = _opt("float", "client bytes per second per connection (burst: 2 s)", default=1_048_576.0)
+    max_json_depth: int = _opt("int", "deepest nesting of publish data and snapshot state", default=32)
     drain_timeout: float = _opt("duration", "on SIGTERM, wait this long for clients to close", default=10.0)
     log_level: str = _opt("str", "debug, info, warning or error", default="info")
     channels: tuple[ChannelRetention, ...] = field(default=(), metadata={"kind": "channels", "help": ""})
@@ -180,6 +200,7 @@ _PARSERS: Final = {
     "path": parse_str,
     "port": parse_int,
     "int": parse_int,
+    "float": parse_float,
     "duration": parse_duration,
     "bool": parse_bool,
     "list": parse_list,
@@ -296,8 +317,14 @@ def validate(config: Config) -> None:
         raise bad("history_max_events", "must be at least 1")
     if config.send_queue_size < 16:
         raise bad("send_queue_size", "must be at least 16")
-    if config.max_channels_per_connection < 1:
-        raise bad("max_channels_per_connection", "must be at least 1")
+    for key in ("max_channels_per_connection", "max_connections", "max_connections_per_ip", "max_connections_per_user"):
+        if getattr(config, key) < 1:
+            raise bad(key, "must be at least 1")
+    for key in ("connection_rate", "rate_limit_frames", "rate_limit_bytes"):
+        if getattr(config, key) <= 0:
+            raise bad(key, "must be greater than 0")
+    if not 2 <= config.max_json_depth <= 512:
+        raise bad("max_json_depth", "must be between 2 and 512")
     if config.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise bad("log_level", "must be debug, info, warning or error")
     if (config.tls_cert is None) != (config.tls_key is None):

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from wsserver.codes import ErrorCode
+from wsserver.limits import json_depth_exceeds
 from wsserver.node import API_SCOPE, Node
 from wsserver.protocol import (
     MAX_ID_LENGTH,
@@ -174,9 +175,14 @@ def build_app(node: Node, api_key: str) -> Starlette:
 
         return endpoint
 
+    def check_depth(value: object, what: str) -> None:
+        if json_depth_exceeds(value, node.config.max_json_depth):
+            raise _Refused(ErrorCode.BAD_REQUEST, f"{what} nests deeper than {node.config.max_json_depth} levels")
+
     @api
     async def publish(request: Request) -> Response:
         req: PublishRequest = await body_as(request, PublishRequest)
+        check_depth(req.data, "data")
         result = await node.publish(
             req.channel,
             req.event,
@@ -192,6 +198,7 @@ def build_app(node: Node, api_key: str) -> Starlette:
     async def put_snapshot(request: Request) -> Response:
         channel = channel_param(request)
         req: SnapshotRequest = await body_as(request, SnapshotRequest)
+        check_depth(req.state, "state")
         if req.seq < 0:
             raise _Refused(ErrorCode.BAD_REQUEST, "seq must be >= 0")
         try:

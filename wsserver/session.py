@@ -42,6 +42,7 @@ from wsserver.protocol import (
     new_id,
     now_ms,
 )
+from wsserver.limits import FrameLimiter, json_depth_exceeds
 from wsserver.node import user_scope
 from wsserver.outbox import Outbox
 from wsserver.recovery import merge_buffer
@@ -74,7 +75,7 @@ class Session:
         "node", "transport", "id", "remote", "query_token", "outbox", "subscriptions",
         "claims", "user_id", "connected_at", "last_seen", "rtt", "closing", "close_code",
         "close_reason", "_tasks_scope", "_timers_scope", "_nursery", "_token_changed", "_aborted", "frames_in",
-        "_writer_done",
+        "_writer_done", "_limiter",
     )
 
     def __init__(self, node: Node, transport: WsTransport, query_token: str | None = None) -> None:
@@ -100,6 +101,7 @@ class Session:
         self._aborted = False
         self.frames_in = 0
         self._writer_done = trio.Event()
+        self._limiter = FrameLimiter(node.config.rate_limit_frames, node.config.rate_limit_bytes)
 
     # ------------------------------------------------------------------ supervision
 
@@ -229,6 +231,13 @@ class Session:
             self.last_seen = trio.current_time()
             self.frames_in += 1
             self.node.metrics.frames_in.inc()
+            if not self._limiter.allow(len(message)):
+                if self._limiter.flooding:
+                    self.close_soon(CloseCode.RATE_LIMITED, "rate limited: too many frames")
+                    return
+                if self._limiter.strikes == 1:  # one error per streak: never amplify a flood
+                    await self._error(ErrorCode.RATE_LIMITED, "too many frames or bytes per second; frame dropped")
+                continue
             if isinstance(message, bytes):
                 await self._error(ErrorCode.BAD_REQUEST, "binary frames are not accepted: send JSON text frames")
                 continue
@@ -343,6 +352,10 @@ class Session:
             if first:
                 self.close_soon(CloseCode.AUTH_FAILED, "auth failed")
             return
+        if first and not self.transport.admit_user(claims.sub):
+            await self._error(ErrorCode.LIMIT_EXCEEDED, "too many connections for this user", ref)
+            self.close_soon(CloseCode.RATE_LIMITED, "too many connections for this user")
+            return
         if not first and claims.sub != self.user_id:
             await self._error(ErrorCode.FORBIDDEN, "a refresh must keep the same `sub`", ref)
             self.close_soon(CloseCode.FORBIDDEN, "sub changed on refresh")
@@ -398,6 +411,11 @@ class Session:
         assert self.claims is not None and self.user_id is not None
         if not self.claims.grants.can_publish(p.channel):
             await self._error(ErrorCode.FORBIDDEN, f"the token does not grant publishing to {p.channel!r}", frame.id)
+            return
+        if json_depth_exceeds(p.data, self.node.config.max_json_depth):
+            await self._error(
+                ErrorCode.BAD_REQUEST, f"data nests deeper than {self.node.config.max_json_depth} levels", frame.id
+            )
             return
         try:
             result = await self.node.publish(

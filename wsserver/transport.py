@@ -26,6 +26,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 from wsproto.events import Ping
 
+from wsserver.limits import Admission
+
 log = logging.getLogger("wsserver.transport")
 
 WS_PATH: Final = "/ws"
@@ -69,11 +71,22 @@ class PongWaiter:
 class WsTransport:
     """One accepted WebSocket connection, as the session sees it."""
 
-    __slots__ = ("_ws", "remote")
+    __slots__ = ("_ws", "remote", "_admission", "user")
 
-    def __init__(self, ws: WebSocketConnection, remote: str) -> None:
+    def __init__(self, ws: WebSocketConnection, remote: str, admission: Admission | None = None) -> None:
         self._ws = ws
         self.remote = remote
+        self._admission = admission
+        self.user: str | None = None
+
+    def admit_user(self, user_id: str) -> bool:
+        """Counts this connection against ``user_id``'s limit; False when it is over it."""
+        if self._admission is None or self.user is not None:
+            return True
+        if not self._admission.admit_user(user_id):
+            return False
+        self.user = user_id
+        return True
 
     async def receive(self) -> str | bytes:
         """Next message; raises ConnectionClosed when the connection is gone."""
@@ -168,6 +181,7 @@ async def serve_websockets(
     handler_nursery: trio.Nursery,
     tcp_user_timeout_ms: int,
     on_refused: Callable[[str], None],
+    admission: Admission | None = None,
     task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves WebSocket connections until cancelled; supports ``nursery.start`` (→ bound ports).
@@ -214,9 +228,24 @@ async def serve_websockets(
                     await request.reject(403, body=b"query-string tokens are disabled: send an `auth` frame\n")
                     return
                 query_token = tokens[0]
-        ws = await request.accept()
-        _release_handshake_state(ws)
-        await handler(WsTransport(ws, _remote(request)), query_token, request)
+        ip = getattr(request.remote, "address", str(request.remote))
+        if admission is not None:
+            refused = admission.admit(ip)
+            if refused is not None:
+                on_refused("limit")
+                await request.reject(503, extra_headers=[("Retry-After", "5")], body=refused.encode() + b"\n")
+                return
+        transport = None
+        try:
+            ws = await request.accept()
+            _release_handshake_state(ws)
+            transport = WsTransport(ws, _remote(request), admission)
+            await handler(transport, query_token, request)
+        finally:
+            if admission is not None:
+                admission.release(ip)
+                if transport is not None and transport.user is not None:
+                    admission.release_user(transport.user)
 
     server = _SupervisedServer(
         on_request,

@@ -1,0 +1,121 @@
+"""Abuse limits: token buckets for frames and bytes per connection and for new connections,
+and the admission counts (per node, per IP, per user) checked at the handshake and at auth."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Final
+
+import trio
+from attrs import frozen
+
+#: Refused frames in a row after which a flooding connection is closed with 4029.
+FLOOD_STRIKES: Final = 20
+
+
+class TokenBucket:
+    """Classic token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, amount: float, now: float) -> bool:
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if tokens >= amount:
+            self.tokens = tokens - amount
+            return True
+        self.tokens = tokens
+        return False
+
+
+class FrameLimiter:
+    """Per-connection inbound limits: frames/s and bytes/s (burst: two seconds' worth)."""
+
+    __slots__ = ("_frames", "_bytes", "strikes")
+
+    def __init__(self, frames_per_second: float, bytes_per_second: float) -> None:
+        now = trio.current_time()
+        self._frames = TokenBucket(frames_per_second, 2 * frames_per_second, now)
+        self._bytes = TokenBucket(bytes_per_second, 2 * bytes_per_second, now)
+        self.strikes = 0
+
+    def allow(self, size: int) -> bool:
+        now = trio.current_time()
+        ok = self._frames.take(1, now) and self._bytes.take(size, now)
+        self.strikes = 0 if ok else self.strikes + 1
+        return ok
+
+    @property
+    def flooding(self) -> bool:
+        return self.strikes >= FLOOD_STRIKES
+
+
+@frozen
+class AdmissionLimits:
+    max_connections: int
+    max_connections_per_ip: int
+    max_connections_per_user: int
+    connection_rate: float  # new connections per second (burst: two seconds' worth)
+
+
+class Admission:
+    """Counts live connections per node, per IP and per user, and rate-limits new ones."""
+
+    def __init__(self, limits: AdmissionLimits) -> None:
+        self.limits = limits
+        self.total = 0
+        self.per_ip: Counter[str] = Counter()
+        self.per_user: Counter[str] = Counter()
+        self._rate = TokenBucket(limits.connection_rate, 2 * limits.connection_rate, trio.current_time())
+
+    def admit(self, ip: str) -> str | None:
+        """Counts a new connection from ``ip``; returns why it is refused (and counts nothing)."""
+        if self.total >= self.limits.max_connections:
+            return "node connection limit reached"
+        if self.per_ip[ip] >= self.limits.max_connections_per_ip:
+            return "too many connections from this address"
+        if not self._rate.take(1, trio.current_time()):
+            return "too many new connections; retry shortly"
+        self.total += 1
+        self.per_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+
+    def admit_user(self, user_id: str) -> bool:
+        if self.per_user[user_id] >= self.limits.max_connections_per_user:
+            return False
+        self.per_user[user_id] += 1
+        return True
+
+    def release_user(self, user_id: str) -> None:
+        self.per_user[user_id] -= 1
+        if self.per_user[user_id] <= 0:
+            del self.per_user[user_id]
+
+
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """True when ``value`` nests objects/arrays deeper than ``limit`` (iterative, no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
