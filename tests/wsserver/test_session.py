@@ -343,3 +343,26 @@ async def test_resets_mid_handshake_cost_only_that_connection(server):
     ref = await client.send("ping")
     await client.expect("pong", ref=ref)
     await client.aclose()
+
+
+async def test_jku_and_x5u_headers_are_never_fetched(server):
+    """A token pointing at its own key URL must not make the server fetch anything."""
+    hits = []
+
+    async def key_server(stream):
+        hits.append(1)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(trio.serve_tcp, key_server, 0, host="127.0.0.1")
+        port = listener.socket.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/keys.json"
+        for header in ({"jku": url}, {"x5u": url}):
+            token = jwt.encode({"sub": "a", "exp": int(time.time() + 60)}, "attacker-key-" + "k" * 30,
+                               algorithm="HS256", headers=header)
+            client = await server.connect(auth=False)
+            ref = await client.send("auth", {"token": token})
+            assert (await client.expect("error", ref=ref))["payload"]["code"] == "auth_failed"
+            assert await client.closed() == 4001
+        nursery.cancel_scope.cancel()
+    assert hits == []
