@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from functools import partial
 
 import jwt
 import pytest
@@ -354,7 +355,7 @@ async def test_jku_and_x5u_headers_are_never_fetched(server):
         await stream.aclose()
 
     async with trio.open_nursery() as nursery:
-        (listener,) = await nursery.start(trio.serve_tcp, key_server, 0, host="127.0.0.1")
+        (listener,) = await nursery.start(partial(trio.serve_tcp, key_server, 0, host="127.0.0.1"))
         port = listener.socket.getsockname()[1]
         url = f"http://127.0.0.1:{port}/keys.json"
         for header in ({"jku": url}, {"x5u": url}):
