@@ -73,7 +73,7 @@ async def next_events(client: Client, n: int) -> list[dict]:
     return out
 
 
-async def test_publish_on_one_node_reaches_a_subscriber_on_another(start_node, nursery):
+async def test_publish_on_one_node_reaches_a_subscriber_on_another(start_node, redis_server, nursery):
     a, b = start_node("a"), start_node("b")
     client = await connect(nursery, a)
     await client.subscribe("room")
@@ -82,6 +82,11 @@ async def test_publish_on_one_node_reaches_a_subscriber_on_another(start_node, n
     events = await next_events(client, 5)
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
     assert [e["payload"]["n"] for e in events] == [0, 1, 2, 3, 4]
+    # a stranger's message on our pub/sub channel is ignored, not fatal
+    redis_server.cli("PUBLISH", "wsserver:{room}", "not an event")
+    await publish(b, "room", 5)
+    assert [e["seq"] for e in await next_events(client, 1)] == [6]
+    assert (await api(a, "GET", "/healthz")).status_code == 200
 
 
 async def test_client_of_a_killed_node_resumes_on_another_with_exactly_the_missed_events(start_node, nursery):

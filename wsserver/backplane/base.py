@@ -11,7 +11,10 @@ Contract:
 * Events it receives are handed to the hub's ``broadcast`` (which drops, buffers or detects a
   gap per subscription), in the order the backplane received them.
 * Loss (pub/sub is at-most-once) is repaired by subscriptions: a seq gap on the live path makes
-  the subscription catch up from the store.
+  the subscription catch up from the store. Loss the live path cannot see (a reconnect, the last
+  events of a burst) is the backplane's to notice: ``Hub.resync(channel)`` or ``Hub.recheck(sub)``
+  make subscriptions catch up the same way.
+* ``healthy`` is false while events published elsewhere may not reach this node (``/healthz``).
 """
 
 from __future__ import annotations

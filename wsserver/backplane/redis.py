@@ -227,8 +227,13 @@ class RedisBackplane:
                 if data == self._canary_nonce:
                     self._canary_back.set()
                 continue
+            try:
+                event = decode_blob(channel_of(name.decode()), data)
+            except (ValueError, UnicodeDecodeError) as exc:
+                log.warning("ignoring an unreadable message on %r: %s", name, exc)
+                continue
             self.received += 1
-            hub.broadcast(decode_blob(channel_of(name.decode()), data))
+            hub.broadcast(event)
 
     async def _reconcile(self, pubsub: Any) -> None:
         """Applies watch/unwatch to the connection in order (one task: no SUBSCRIBE/UNSUBSCRIBE race)."""
