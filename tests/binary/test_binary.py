@@ -109,3 +109,13 @@ def test_admin_console_starts_in_a_terminal_and_shows_the_connection(wss_server,
             tmux.wait_for("carol")
         finally:
             tmux.kill()
+
+
+def test_chaos_proxy_is_inside(installed, vm_dir):
+    """The fault-injecting proxy ships in the same file (its own --help lists its options)."""
+    outputs = []
+    for args in (["chaos-proxy", "--help"], ["chaos-proxy", "--", "--help"]):  # the CLI passes the rest through
+        proc = subprocess.run([str(installed), *args], cwd=vm_dir, env=clean_env(vm_dir), capture_output=True,
+                              text=True, timeout=30)
+        outputs.append(proc.stdout + proc.stderr)
+    assert any("wsserver chaos-proxy" in out and "--listen" in out for out in outputs), outputs
