@@ -56,8 +56,10 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 class BinaryServer:
     """`./wsserver serve` run from its own directory with zero configuration beyond ports and TLS."""
 
-    def __init__(self, binary: Path, workdir: Path, cert: ServerCert | None = None) -> None:
+    def __init__(self, binary: Path, workdir: Path, cert: ServerCert | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.binary = binary
+        self.extra_env = env or {}
         self.workdir = workdir
         self.port = free_port()
         self.api_port = free_port()
@@ -77,7 +79,7 @@ class BinaryServer:
         extra = {"WSSERVER_HOST": "127.0.0.1", "WSSERVER_PORT": str(self.port), "WSSERVER_API_PORT": str(self.api_port)}
         if self.cert:
             extra |= {"WSSERVER_TLS_CERT": str(self.cert.cert), "WSSERVER_TLS_KEY": str(self.cert.key)}
-        return clean_env(self.workdir, **extra)
+        return clean_env(self.workdir, **extra, **self.extra_env)
 
     def start(self) -> BinaryServer:
         with open(self.log_path, "wb") as log:
@@ -99,11 +101,13 @@ class BinaryServer:
         return self.log_path.read_text(errors="replace")
 
     def credentials(self) -> dict[str, str]:
+        if "WSSERVER_API_KEY" in self.extra_env:
+            return {"api_key": self.extra_env["WSSERVER_API_KEY"], "jwt_secret": self.extra_env["WSSERVER_JWT_SECRET"]}
         return json.loads((self.workdir / "data" / "dev-credentials.json").read_text())
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         """Another command of the same binary, in the same directory (so it finds ./data)."""
-        return subprocess.run([str(self.binary), *args], cwd=self.workdir, env=clean_env(self.workdir),
+        return subprocess.run([str(self.binary), *args], cwd=self.workdir, env=clean_env(self.workdir, **self.extra_env),
                               capture_output=True, text=True, timeout=30)
 
     def publish(self, channel: str, event: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -119,3 +119,41 @@ def test_chaos_proxy_is_inside(installed, vm_dir):
                               text=True, timeout=30)
         outputs.append(proc.stdout + proc.stderr)
     assert any("wsserver chaos-proxy" in out and "--listen" in out for out in outputs), outputs
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (CI installs it)")
+def test_two_nodes_share_redis_and_a_drained_client_resumes_on_the_other(installed, tmp_path, cert):
+    """No sticky sessions: a client drained off node B reconnects to node A with lastSeq and gets
+    exactly the events it missed, because both nodes read the one log in Redis."""
+    from tests.redis.servers import RedisServer
+
+    redis = RedisServer(tmp_path / "redis").start()
+    nodes: list[BinaryServer] = []
+    try:
+        shared = {"WSSERVER_REDIS_URL": redis.url, "WSSERVER_API_KEY": "binary-test-api-key",
+                  "WSSERVER_JWT_SECRET": "binary-test-jwt-secret-0123456789"}
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            nodes.append(BinaryServer(installed, tmp_path / name, cert, env={**shared, "WSSERVER_NODE_ID": name}))
+            nodes[-1].start()
+        a, b = nodes
+        token = _token(a, "dave")
+        with subscribed(b.ws_url, token, "chat.multi", cert.client_context()) as ws:
+            first = a.publish("chat.multi", "message.new", {"n": 1})  # published on A, delivered by B
+            event = receive(ws)
+            assert (event["seq"], event["payload"]) == (first["seq"], {"n": 1})
+            assert b.terminate() == 0, b.log()
+            with pytest.raises(ConnectionClosed) as closed:
+                receive(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        missed = [a.publish("chat.multi", "message.new", {"n": n})["seq"] for n in (2, 3)]
+        with subscribed(a.ws_url, token, "chat.multi", cert.client_context(), last_seq=event["seq"],
+                        epoch=event["epoch"]) as ws:
+            replayed = [receive(ws) for _ in missed]
+        assert [e["seq"] for e in replayed] == missed
+        assert [e["payload"]["n"] for e in replayed] == [2, 3]
+    finally:
+        for node in nodes:
+            node.kill()
+        redis.stop()

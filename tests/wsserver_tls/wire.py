@@ -46,14 +46,18 @@ def receive(ws: ClientConnection, timeout: float = STEP_TIMEOUT) -> dict:
 
 
 @contextmanager
-def subscribed(url: str, token: str, channel: str, ssl_context: ssl.SSLContext | None) -> Iterator[ClientConnection]:
-    """Connects, authenticates and subscribes (live only); yields the open connection."""
+def subscribed(url: str, token: str, channel: str, ssl_context: ssl.SSLContext | None, *,
+               last_seq: int | None = None, epoch: str | None = None) -> Iterator[ClientConnection]:
+    """Connects, authenticates and subscribes (live only, or replaying after ``last_seq``);
+    yields the open connection, positioned before the first replayed or live event."""
     with connect(url, ssl=ssl_context, open_timeout=STEP_TIMEOUT, close_timeout=STEP_TIMEOUT) as ws:
         ws.send(frame("auth", token=token))
         answer = receive(ws)
         assert answer["type"] == "auth_ok", answer
-        ws.send(frame("subscribe", channel=channel))
+        position = {} if last_seq is None else {"lastSeq": last_seq, **({"epoch": epoch} if epoch else {})}
+        ws.send(frame("subscribe", channel=channel, **position))
         answer = receive(ws)
         assert answer["type"] == "subscribed", answer
         assert answer["payload"]["channel"] == channel
+        assert answer["payload"]["recovery"] == ("none" if last_seq is None else "replay"), answer
         yield ws
