@@ -124,7 +124,7 @@ class Server:
             await self._run(task_status)
 
     async def _run(self, task_status: trio.TaskStatus[ServerInfo]) -> None:
-        config, node, hub = self.config, self.node, self.hub
+        config, node = self.config, self.node
         ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         async with trio.open_nursery() as root:
             await root.start(self.store.run)

@@ -25,7 +25,6 @@ from wsserver.protocol import (
     PublishedFrame,
     PublishedPayload,
     PublishFrame,
-    Recovery,
     SnapshotFrame,
     SnapshotPayload,
     SubscribedFrame,
@@ -556,6 +555,8 @@ class Session:
     async def _repair(self, sub: Subscription) -> None:
         try:
             try:
+                if (await self.node.store.position(sub.channel)).epoch != sub.epoch:
+                    raise _LostPosition  # the log was lost or reset under a live subscription
                 await self._catch_up(sub)
             except _LostPosition:
                 await self._establish(sub, sub.last_seq, sub.epoch, None)

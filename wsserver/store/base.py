@@ -23,9 +23,11 @@ Contract (each implementation's tests run the same suite, ``tests/wsserver/store
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import attrs
+import trio
 from attrs import frozen
 
 from wsserver.transport import text_frame
@@ -145,3 +147,52 @@ class EventStore(Protocol):
     async def get_snapshot(self, channel: str) -> Snapshot | None: ...
 
     def statistics(self) -> StoreStatistics: ...
+
+
+class PendingAppend:
+    """One append waiting for its store's writer task to commit it (alone or in a group)."""
+
+    __slots__ = ("request", "done", "result", "error")
+
+    def __init__(self, request: AppendRequest) -> None:
+        self.request = request
+        self.done = trio.Event()
+        self.result: AppendResult | None = None
+        self.error: BaseException | None = None
+
+    def succeed(self, result: AppendResult) -> None:
+        self.result = result
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+class AppendQueue:
+    """The bounded queue between publishers and a store's single writer task: ``submit`` waits
+    for the append's outcome; the writer takes every append waiting at once, so one commit
+    (fsync, or Redis round trip) serves many publishers (group commit)."""
+
+    def __init__(self, size: int) -> None:
+        self._tx, self._rx = trio.open_memory_channel[PendingAppend](size)
+
+    async def submit(self, request: AppendRequest) -> AppendResult:
+        pending = PendingAppend(request)
+        await self._tx.send(pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    async def batches(self, max_batch: int) -> AsyncIterator[list[PendingAppend]]:
+        """Yields the appends waiting, at least one and at most ``max_batch`` at a time."""
+        async for first in self._rx:
+            batch = [first]
+            while len(batch) < max_batch:
+                try:
+                    batch.append(self._rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            yield batch

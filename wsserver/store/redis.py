@@ -27,9 +27,11 @@ from coredis.exceptions import NoScriptError, RedisError, ResponseError
 from wsserver.config import Retention
 from wsserver.redis_link import RedisLink, channel_key, pubsub_channel
 from wsserver.store.base import (
+    AppendQueue,
     AppendRequest,
     AppendResult,
     ChannelPosition,
+    PendingAppend,
     Snapshot,
     SnapshotAhead,
     StoredEvent,
@@ -151,16 +153,6 @@ def frame_parts(req: AppendRequest) -> tuple[bytes, bytes]:
     return head[:-1] + b',"seq":', b',"payload":' + req.data_json + b"}"
 
 
-class _Pending:
-    __slots__ = ("request", "done", "result", "error")
-
-    def __init__(self, request: AppendRequest) -> None:
-        self.request = request
-        self.done = trio.Event()
-        self.result: AppendResult | None = None
-        self.error: BaseException | None = None
-
-
 def _unavailable(exc: BaseException, what: str) -> StoreUnavailable:
     return StoreUnavailable(f"Redis {what} failed: {exc}")
 
@@ -180,7 +172,7 @@ class RedisStore:
         self.link = link
         self._retention = retention
         self._wall_clock = wall_clock
-        self._tx, self._rx = trio.open_memory_channel[_Pending](WRITE_QUEUE)
+        self._queue = AppendQueue(WRITE_QUEUE)
         self._shas: dict[str, str] = {}
         self._appended = self._duplicates = self._batches = 0
         self._running = False
@@ -240,24 +232,12 @@ class RedisStore:
         """Appends atomically through the script (or finds the original of a retried id)."""
         if not self._running:
             raise StoreUnavailable("the Redis event log is not open")
-        pending = _Pending(request)
-        await self._tx.send(pending)
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return await self._queue.submit(request)
 
     async def _writer(self, nursery: trio.Nursery) -> None:
         slots = trio.Semaphore(MAX_IN_FLIGHT)
-        async for first in self._rx:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._rx.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            groups: dict[str, list[_Pending]] = {}
+        async for batch in self._queue.batches(MAX_BATCH):
+            groups: dict[str, list[PendingAppend]] = {}
             for pending in batch:
                 groups.setdefault(pending.request.channel, []).append(pending)
             calls = [
@@ -268,7 +248,7 @@ class RedisStore:
             await slots.acquire()
             nursery.start_soon(self._commit, calls, slots)
 
-    def _script_call(self, items: list[_Pending]) -> tuple[list[Any], list[Any]]:
+    def _script_call(self, items: list[PendingAppend]) -> tuple[list[Any], list[Any]]:
         channel = items[0].request.channel
         retention = self._retention(channel)
         keys: list[Any] = [channel_key(channel, "meta"), channel_key(channel, "log"), channel_key(channel, "snapshot")]
@@ -290,7 +270,7 @@ class RedisStore:
             args += [index, req.event_id, req.event_type, req.timestamp, head, tail]
         return keys, args
 
-    async def _commit(self, calls: list[list[_Pending]], slots: trio.Semaphore) -> None:
+    async def _commit(self, calls: list[list[PendingAppend]], slots: trio.Semaphore) -> None:
         try:
             replies: list[Any] = [None] * len(calls)
             todo = list(range(len(calls)))
@@ -314,8 +294,7 @@ class RedisStore:
             error = exc if isinstance(exc, StoreUnavailable) else _unavailable(exc, "append")
             for items in calls:
                 for pending in items:
-                    pending.error = error
-                    pending.done.set()
+                    pending.fail(error)
             return
         finally:
             slots.release()
@@ -324,7 +303,7 @@ class RedisStore:
         for items, reply in zip(calls, replies, strict=True):
             self._settle(items, reply)
 
-    async def _pipeline(self, calls: list[list[_Pending]], todo: list[int]) -> list[Any]:
+    async def _pipeline(self, calls: list[list[PendingAppend]], todo: list[int]) -> list[Any]:
         sha = self._shas["append"]
         async with self.link.client.pipeline(transaction=False, raise_on_error=False) as pipe:
             requests = []
@@ -339,24 +318,22 @@ class RedisStore:
                 answers.append(exc)
         return answers
 
-    def _settle(self, items: list[_Pending], reply: Any) -> None:
+    def _settle(self, items: list[PendingAppend], reply: Any) -> None:
         if isinstance(reply, BaseException):
             error = _unavailable(reply, "append")
             for pending in items:
-                pending.error = error
-                pending.done.set()
+                pending.fail(error)
             return
         epoch = reply[0].decode()
         for pending, answer in zip(items, reply[1:], strict=True):
             req = pending.request
             if isinstance(answer, int):
-                pending.result = AppendResult(req.channel, answer, epoch, req.event_id, duplicate=False)
+                pending.succeed(AppendResult(req.channel, answer, epoch, req.event_id, duplicate=False))
                 self._appended += 1
             else:
                 seq, first_epoch, event_id = answer.decode().split(" ", 2)
-                pending.result = AppendResult(req.channel, int(seq), first_epoch, event_id, duplicate=True)
+                pending.succeed(AppendResult(req.channel, int(seq), first_epoch, event_id, duplicate=True))
                 self._duplicates += 1
-            pending.done.set()
 
     # ------------------------------------------------------------------ reads
 

@@ -23,9 +23,11 @@ import trio
 from wsserver.config import Retention
 from wsserver.protocol import encode_event
 from wsserver.store.base import (
+    AppendQueue,
     AppendRequest,
     AppendResult,
     ChannelPosition,
+    PendingAppend,
     Snapshot,
     SnapshotAhead,
     StoredEvent,
@@ -65,16 +67,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
-class _Pending:
-    __slots__ = ("request", "done", "result", "error")
-
-    def __init__(self, request: AppendRequest) -> None:
-        self.request = request
-        self.done = trio.Event()
-        self.result: AppendResult | None = None
-        self.error: BaseException | None = None
-
-
 class SqliteStore:
     """See the module docstring; the contract is in ``wsserver.store.base``.
 
@@ -100,7 +92,7 @@ class SqliteStore:
         self.on_commit = on_commit
         self._wall_clock = wall_clock
         self._trim_interval = trim_interval
-        self._tx, self._rx = trio.open_memory_channel[_Pending](WRITE_QUEUE)
+        self._queue = AppendQueue(WRITE_QUEUE)
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
         self._wcon: sqlite3.Connection | None = None
@@ -166,37 +158,23 @@ class SqliteStore:
         """Durably appends (or finds the original of a retried id); see the contract."""
         if not self.healthy:
             raise StoreUnavailable("the event log is not open")
-        pending = _Pending(request)
-        await self._tx.send(pending)
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return await self._queue.submit(request)
 
     async def _writer(self) -> None:
-        async for first in self._rx:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._rx.receive_nowait())
-                except trio.WouldBlock:
-                    break
+        async for batch in self._queue.batches(MAX_BATCH):
             try:
                 results = await trio.to_thread.run_sync(self._commit, batch, limiter=self._write_limiter)
             except (sqlite3.Error, OSError) as exc:
                 log.error("event log write failed; %d publishes refused: %s", len(batch), exc)
                 self._heads.clear()  # the failed transaction may have staged heads
                 for pending in batch:
-                    pending.error = StoreUnavailable(f"event log write failed: {exc}")
-                    pending.done.set()
+                    pending.fail(StoreUnavailable(f"event log write failed: {exc}"))
                 continue
             self._batches += 1
             for pending, (result, event) in zip(batch, results, strict=True):
                 if event is not None:
                     self.on_commit(event)
-                pending.result = result
-                pending.done.set()
+                pending.succeed(result)
 
     def _channel_state(self, con: sqlite3.Connection, channel: str) -> tuple[int, int]:
         state = self._heads.get(channel)
@@ -205,7 +183,7 @@ class SqliteStore:
             state = (row[0], row[1]) if row else (0, 0)
         return state
 
-    def _commit(self, batch: list[_Pending]) -> list[tuple[AppendResult, StoredEvent | None]]:
+    def _commit(self, batch: list[PendingAppend]) -> list[tuple[AppendResult, StoredEvent | None]]:
         con = self._wcon
         assert con is not None
         staged: dict[str, tuple[int, int]] = {}
