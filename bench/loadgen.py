@@ -1,0 +1,258 @@
+"""A load-generator process: holds client connections and runs the publisher, driven by one JSON
+command per line on stdin and answering one JSON line per step on stdout (see bench/driver.py).
+
+Operations: ``connect`` (subscribers, optionally counting a replay until each has N events),
+``arm`` (count live deliveries until each connection has its expected number; latencies),
+``pub_connect`` and ``publish`` (closed loop with a window, or open loop at a fixed rate),
+``close``. Every answer reports this process's own CPU seconds, so the report can tell when the
+generator, not the server, was the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wire import Conn, is_ack, is_data, publish_message, sent_time
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def answer(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.conns: list[Conn] = []
+        self.pubs: list[Conn] = []
+        self.tracker: Conn | None = None
+        self.kind = "wsserver"
+
+    async def _open(self, kind: str, host: str, port: int, token: str | None, channels: list[str],
+                    last_seq: int | None) -> Conn:
+        conn = await Conn.connect(kind, host, port)
+        if kind == "wsserver":
+            await conn.wsserver_setup(token or "", channels, last_seq)
+        elif kind == "socketio" and channels:
+            await conn.socketio_join(channels)
+        return conn
+
+    async def op_connect(self, cmd: dict) -> dict:
+        """Opens one connection per spec; with ``expect`` each also counts that many events
+        (a replay) and the answer says when the last one had them all."""
+        self.kind = kind = cmd["kind"]
+        specs = cmd["specs"]
+        expect = cmd.get("expect")
+        limiter = trio.CapacityLimiter(cmd.get("concurrency", 100))
+        started = trio.current_time()
+        cpu0 = cpu_seconds()
+        done_at: list[float] = []
+        failures: list[str] = []
+        conns: list[Conn | None] = [None] * len(specs)
+
+        async def one(i: int, spec: dict) -> None:
+            async with limiter:
+                try:
+                    conn = await self._open(kind, cmd["host"], cmd["port"], cmd.get("token"), spec.get("channels", []),
+                                            spec.get("last_seq"))
+                except (OSError, ConnectionError, AssertionError, RuntimeError) as exc:
+                    failures.append(repr(exc))
+                    return
+            conns[i] = conn
+            if expect:
+                got = 0
+                while True:
+                    while conn.pending:
+                        if is_data(kind, conn.pending.popleft()):
+                            got += 1
+                    if got >= expect:
+                        break
+                    if not await conn.fill():
+                        failures.append(f"closed {conn.closed_code}")
+                        return
+                done_at.append(trio.current_time() - started)
+
+        with trio.move_on_after(cmd.get("timeout", 120)) as scope:
+            async with trio.open_nursery() as nursery:
+                for i, spec in enumerate(specs):
+                    nursery.start_soon(one, i, spec)
+        self.conns.extend(c for c in conns if c is not None)
+        return {
+            "connected": sum(c is not None for c in conns),
+            "failures": failures[:5],
+            "failed": len(failures),
+            "timeout": scope.cancelled_caught,
+            "seconds": trio.current_time() - started,
+            "done_at": sorted(done_at),
+            "cpu": cpu_seconds() - cpu0,
+        }
+
+    async def op_arm(self, cmd: dict) -> dict:
+        """Counts events on every held connection until each has its expected count."""
+        counts = cmd["counts"]
+        if isinstance(counts, int):
+            counts = [counts] * len(self.conns)
+        want_latency = cmd.get("latency", False)
+        kind = self.kind
+        answer({"armed": True})
+        lat: list[int] = []
+        firsts: list[float] = []
+        lasts: list[float] = []
+        received = 0
+        cpu0, wall0 = cpu_seconds(), time.monotonic()
+
+        async def count(conn: Conn, expected: int) -> None:
+            nonlocal received
+            got = 0
+            first = None
+            while got < expected:
+                if not conn.pending and not await conn.fill():
+                    return
+                now = time.monotonic()
+                pending = conn.pending
+                while pending:
+                    msg = pending.popleft()
+                    if is_data(kind, msg):
+                        got += 1
+                        if want_latency:
+                            t = sent_time(msg)
+                            if t is not None:
+                                lat.append(int((now - t) * 1e6))
+                if first is None:
+                    first = now
+            received += got
+            if first is not None:
+                firsts.append(first)
+                lasts.append(time.monotonic())
+
+        with trio.move_on_after(cmd.get("timeout", 60)) as scope:
+            async with trio.open_nursery() as nursery:
+                for conn, expected in zip(self.conns, counts):
+                    if expected:
+                        nursery.start_soon(count, conn, expected)
+        return {
+            "received": received,
+            "expected": sum(counts),
+            "timeout": scope.cancelled_caught,
+            "first": min(firsts) if firsts else None,
+            "last": max(lasts) if lasts else None,
+            "lat_us": lat,
+            "cpu": cpu_seconds() - cpu0,
+            "wall": time.monotonic() - wall0,
+        }
+
+    async def op_pub_connect(self, cmd: dict) -> dict:
+        """The publisher's connection (and, for closed-loop fan-out, a tracker subscribed last)."""
+        self.kind = kind = cmd["kind"]
+        for _ in range(cmd.get("publishers", 1)):
+            self.pubs.append(await self._open(kind, cmd["host"], cmd["port"], cmd.get("token"), [], None))
+        track = cmd.get("track")
+        if track:
+            self.tracker = await self._open(kind, track["host"], track["port"], cmd.get("token"), track["channels"], None)
+        return {"ok": True}
+
+    async def op_publish(self, cmd: dict) -> dict:
+        """Publishes ``count`` events over ``channels`` (cycled). Closed loop: at most ``window``
+        events ahead of the acks (each publisher connection its own window), or with ``acks``
+        off, of the tracker: the connection subscribed last, so the last to get each event in
+        fan-out order (for the broadcast peers the publisher's own connection). Open loop: at
+        ``rate`` per second regardless, each event stamped with its intended send time."""
+        kind = self.kind
+        pubs = self.pubs
+        tracker = self.tracker or pubs[0]
+        channels: list[str] = cmd["channels"]
+        count = cmd["count"]
+        window = cmd.get("window", 32)
+        use_acks = cmd.get("acks", False)
+        mode = cmd["mode"]
+        rate = cmd.get("rate", 0.0)
+        pad = "x" * cmd.get("pad", 0)
+        acked = [0] * len(pubs)
+        state = {"tracked": 0}
+        lot = trio.lowlevel.ParkingLot()
+        cpu0 = cpu_seconds()
+
+        async def pump(conn: Conn, index: int | None) -> None:
+            while True:
+                if not conn.pending and not await conn.fill():
+                    return
+                acks = data = 0
+                while conn.pending:
+                    msg = conn.pending.popleft()
+                    if is_data(kind, msg):
+                        data += 1
+                    elif is_ack(kind, msg):
+                        acks += 1
+                if index is not None:
+                    acked[index] += acks
+                state["tracked"] += data
+                lot.unpark_all()
+
+        async def publisher(index: int, numbers: range) -> None:
+            conn = pubs[index]
+            for n, i in enumerate(numbers):
+                channel = channels[i % len(channels)]
+                ack_id = n if use_acks and kind == "socketio" else None
+                if mode == "closed":
+                    while n - (acked[index] if use_acks else state["tracked"]) >= window:
+                        await lot.park()
+                    msg = publish_message(kind, channel, ack_id=ack_id, pad=pad)
+                else:
+                    due = t_first + i / rate  # the intended time: no coordinated omission
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await trio.sleep(delay)
+                    msg = publish_message(kind, channel, ack_id=ack_id, pad=pad, t=due)
+                await conn.send(msg)
+            if use_acks:
+                with trio.move_on_after(60):
+                    while acked[index] < len(numbers):
+                        await lot.park()
+
+        t_first = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            for index, conn in enumerate(pubs):
+                nursery.start_soon(pump, conn, index)
+            if tracker is not pubs[0]:
+                nursery.start_soon(pump, tracker, None)
+            async with trio.open_nursery() as senders:
+                for index in range(len(pubs)):
+                    senders.start_soon(publisher, index, range(index, count, len(pubs)))
+            t_last = time.monotonic()
+            nursery.cancel_scope.cancel()
+        return {"sent": count, "t_first": t_first, "t_last": t_last, "acked": sum(acked),
+                "cpu": cpu_seconds() - cpu0, "wall": t_last - t_first}
+
+    async def op_close(self, cmd: dict) -> dict:
+        for conn in [*self.conns, *self.pubs, *([self.tracker] if self.tracker else [])]:
+            await conn.aclose()
+        self.conns = []
+        return {"closed": True}
+
+
+async def main() -> None:
+    worker = Worker()
+    while True:
+        line = await trio.to_thread.run_sync(sys.stdin.readline)
+        if not line:
+            return
+        cmd = json.loads(line)
+        result = await getattr(worker, "op_" + cmd["op"])(cmd)
+        answer(result)
+        if cmd["op"] == "close":
+            return
+
+
+if __name__ == "__main__":
+    trio.run(main)
