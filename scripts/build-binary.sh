@@ -12,7 +12,11 @@ mkdir -p build
 exec 9>build/.build-binary.lock
 flock 9
 
-.venv/bin/pip install -q -e '.[build]'
+# The project and its `build` extra (PyInstaller). Skipped when both are already importable, so a
+# build from a running test session does not reinstall the package under the tests' feet.
+if ! .venv/bin/python -c "import PyInstaller, wsserver" 2>/dev/null; then
+  .venv/bin/pip install -q -e '.[build]'
+fi
 
 # Build information baked into the binary (`wsserver --version`, and the first log line of `serve`).
 info=wsserver/_build_info.py
