@@ -7,7 +7,7 @@ import { compile } from "json-schema-to-typescript";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const schemaDir = process.env.WSSERVER_SCHEMA_DIR ?? join(here, "..", "..", "..", "docs", "schema");
-const out = join(here, "..", "src", "generated", "protocol.ts");
+const out = process.env.WSSERVER_TYPES_OUT ?? join(here, "..", "src", "generated", "protocol.ts");
 
 /** `auth_ok` → `AuthOkFrame`; the application event file → `EventFrame`. */
 function typeName(file) {
