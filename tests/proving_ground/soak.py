@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,8 +64,9 @@ class SoakReport:
     p99_downtime: float = 0.0
     connections_after: int = -1
     subscriptions_after: int = -1
-    server_fds_before: int = 0
-    server_fds_after: int = 0
+    sockets_after: int = -1
+    rss_before_kib: int = 0
+    rss_after_kib: int = 0
 
     @property
     def passed(self) -> bool:
@@ -73,8 +74,7 @@ class SoakReport:
             self.losses == 0 and self.duplicates == 0 and self.out_of_order == 0
             and self.deliveries == self.deliveries_expected
             and self.publishes_stored == self.client_publishes and self.publishes_duplicated == 0
-            and self.connections_after == 0 and self.subscriptions_after == 0
-            and self.server_fds_after <= self.server_fds_before
+            and self.connections_after == 0 and self.subscriptions_after == 0 and self.sockets_after == 0
         )
 
 
@@ -85,8 +85,19 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def _ws_sockets(pid: int, port: int) -> int:
+    """TCP sockets the server process holds on its WebSocket port, the listener excluded
+    (the HTTP API's keep-alive sockets are hypercorn's business and not counted)."""
+    out = subprocess.run(["ss", "-tanpH", "state", "all", "sport", "=", f":{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if f"pid={pid}," in line and not line.startswith("LISTEN"))
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 class SoakClient:
@@ -140,9 +151,9 @@ async def run_soak(server: ServerProcess, config: SoakConfig, log=print) -> Soak
                       stall_every=every * 2.5, stall_for=(0.2, 1.5), switch_every=config.switch_every, switch_outage=0.3)
     proxy = ChaosProxy("127.0.0.1", server.port, "clean", seed=config.seed)
     assert server.proc is not None
-    report.server_fds_before = _fds(server.proc.pid)
     heads: dict[str, int] = {}
     async with httpx.AsyncClient(base_url=server.api_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as http:
+        report.rss_before_kib = _rss_kib(server.proc.pid)
         async with trio.open_nursery() as nursery:
             await nursery.start(proxy.run)
             url = f"ws://127.0.0.1:{proxy.port}/ws"
@@ -211,15 +222,16 @@ async def run_soak(server: ServerProcess, config: SoakConfig, log=print) -> Soak
         keys = [(e["payload"]["client"], e["payload"]["n"]) for e in stored]
         report.publishes_stored = len(set(keys))
         report.publishes_duplicated = len(keys) - len(set(keys))
-        with trio.fail_after(15):
+        with trio.move_on_after(15):  # then the figures show what was left behind
             while True:
                 body = (await http.get("/api/v1/stats")).json()
                 report.connections_after = len(body["connections"])
                 report.subscriptions_after = sum(n["subscriptions"] for n in body["nodes"])
-                report.server_fds_after = _fds(server.proc.pid)
-                if report.connections_after == 0 and report.server_fds_after <= report.server_fds_before:
+                report.sockets_after = _ws_sockets(server.proc.pid, server.port)
+                if report.connections_after == 0 and report.sockets_after == 0:
                     break
                 await trio.sleep(0.2)
+        report.rss_after_kib = _rss_kib(server.proc.pid)
     return report
 
 
@@ -232,7 +244,8 @@ def format_report(report: SoakReport) -> str:
         f"dup_stored={report.publishes_duplicated} p50_catch_up={report.p50_catch_up * 1000:.0f}ms "
         f"p99_catch_up={report.p99_catch_up * 1000:.0f}ms p99_downtime={report.p99_downtime * 1000:.0f}ms "
         f"(over {report.catch_ups} recoveries) connections_after={report.connections_after} "
-        f"fds={report.server_fds_before}->{report.server_fds_after} proxy={report.proxy}"
+        f"ws_sockets_after={report.sockets_after} rss={report.rss_before_kib}->{report.rss_after_kib}KiB "
+        f"proxy={report.proxy}"
     )
 
 
