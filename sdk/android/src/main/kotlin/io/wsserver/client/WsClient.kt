@@ -9,6 +9,7 @@ import okhttp3.WebSocket
 import okhttp3.WebSocketListener
 import org.json.JSONException
 import org.json.JSONObject
+import java.net.ProtocolException
 import java.util.Random
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.Executor
@@ -457,7 +458,14 @@ class WsClient(
         }
 
         override fun onFailure(webSocket: WebSocket, t: Throwable, response: Response?) = synchronized(lock) {
-            finish(this, CloseCodes.ABNORMAL, "link lost: $t")
+            // OkHttp 3 fails on close codes 1012-2999 ("reserved") although 1013 is the server's "try
+            // again later": take the code from the message so its advice (backoff) still applies.
+            val reserved = if (t is ProtocolException) t.message?.let { RESERVED_CODE.find(it) } else null
+            if (reserved != null) {
+                finish(this, reserved.groupValues[1].toInt(), "closed by the server")
+            } else {
+                finish(this, CloseCodes.ABNORMAL, "link lost: $t")
+            }
         }
 
         // -------------------------------------------------------------- frames
@@ -738,6 +746,7 @@ class WsClient(
         /** Delay before a publish or subscribe refused with a retryable error is sent again. */
         const val RETRY_DELAY_MS = 1_000L
 
+        private val RESERVED_CODE = Regex("^Code (\\d+) is reserved")
         private val log: Logger = Logger.getLogger("io.wsserver.client")
 
         private fun ms(millis: Long): Long = millis * 1_000_000
