@@ -100,6 +100,21 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+async def publish_once(http: httpx.AsyncClient, body: dict) -> httpx.Response:
+    """POST /api/v1/publish, retried with the same `id` when the HTTP connection breaks (the
+    event may or may not be stored: the id makes the retry safe, as the contract promises)."""
+    for attempt in range(5):
+        try:
+            answer = await http.post("/api/v1/publish", json=body)
+            answer.raise_for_status()
+            return answer
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await trio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 class SoakClient:
     """One app: an SDK client that records what it receives and publishes its share."""
 
@@ -171,8 +186,8 @@ async def run_soak(server: ServerProcess, config: SoakConfig, log=print) -> Soak
                     pause = config.duration / config.events
                     for n in range(config.events):
                         channel = CHANNELS[n % len(CHANNELS)]
-                        r = await http.post("/api/v1/publish", json={"channel": channel, "event": "soak.event", "data": {"n": n}})
-                        r.raise_for_status()
+                        r = await publish_once(http, {"channel": channel, "event": "soak.event", "data": {"n": n},
+                                                      "id": f"soak-{config.seed}-{n}"})
                         heads[channel] = max(heads.get(channel, 0), r.json()["seq"])
                         await trio.sleep(pause)
 
