@@ -83,8 +83,8 @@ export class Client implements ConnectionHost {
   private resolveClosed!: (event: EventOfKind<"closed">) => void;
 
   constructor(options: ClientOptions) {
-    const url = new URL(options.url);
-    if (url.protocol !== "ws:" && url.protocol !== "wss:") throw new TypeError(`not a ws:// or wss:// URL: ${options.url}`);
+    // A regex, not `new URL()`: React Native's URL does not implement `protocol`.
+    if (!/^wss?:\/\/[^/]/i.test(options.url)) throw new TypeError(`not a ws:// or wss:// URL: ${options.url}`);
     this.url = options.url;
     this.provider = options.tokenProvider;
     const impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ClientClosed, MemoryPositionStore, MessageTooBig, PublishRefused, Reconnect } from "../dist/index.js";
-import { FAST_ENV, ServerProcess, WAIT, makeToken, sleep, staticTokens, startClient, until, user } from "./support.mjs";
+import { FAST_ENV, ServerProcess, WAIT, withServer, makeToken, sleep, staticTokens, startClient, until, user } from "./support.mjs";
 
 const T = { timeout: 30_000 };
 
@@ -304,8 +304,7 @@ describe("against one shared server", () => {
 });
 
 test("message too big: the oversized auth frame closes 1009 (backoff); a big publish is refused locally", T, async () => {
-  const small = await ServerProcess.start({ WSSERVER_MAX_MESSAGE_SIZE: "1024" });
-  try {
+  await withServer({ WSSERVER_MAX_MESSAGE_SIZE: "1024" }, async (small) => {
     const sub = user();
     const tokens = [makeToken(sub, { pad: "x".repeat(1200) }), makeToken(sub)];
     const { client, rec } = startClient(small.wsUrl, () => tokens.shift());
@@ -320,15 +319,12 @@ test("message too big: the oversized auth frame closes 1009 (backoff); a big pub
     } finally {
       await client.close();
     }
-  } finally {
-    await small.close();
-  }
+  });
 });
 
 describe("token refresh", () => {
   test("the server withdraws a subscription a refreshed token no longer allows", T, async () => {
-    const srv = await ServerProcess.start({ WSSERVER_TOKEN_EXPIRING_LEAD: "599.5" });
-    try {
+    await withServer({ WSSERVER_TOKEN_EXPIRING_LEAD: "599.5" }, async (srv) => {
       const sub = user();
       const grants = [["a.*", "b.*"], ["a.*"]];
       const { client, rec } = startClient(srv.wsUrl, () => makeToken(sub, { channels: grants.shift() ?? ["a.*"] }));
@@ -343,14 +339,11 @@ describe("token refresh", () => {
       } finally {
         await client.close();
       }
-    } finally {
-      await srv.close();
-    }
+    });
   });
 
   test("token_expiring: refreshed in-band, the connection stays", T, async () => {
-    const srv = await ServerProcess.start({ WSSERVER_TOKEN_EXPIRING_LEAD: "1.8" });
-    try {
+    await withServer({ WSSERVER_TOKEN_EXPIRING_LEAD: "1.8" }, async (srv) => {
       const sub = user();
       const calls = [];
       const provider = async (reason) => {
@@ -370,14 +363,11 @@ describe("token refresh", () => {
       } finally {
         await client.close();
       }
-    } finally {
-      await srv.close();
-    }
+    });
   });
 
   test("expired without a refresh (4002): a new token, then reconnect", T, async () => {
-    const srv = await ServerProcess.start({ WSSERVER_TOKEN_EXPIRING_LEAD: "0.5" });
-    try {
+    await withServer({ WSSERVER_TOKEN_EXPIRING_LEAD: "0.5" }, async (srv) => {
       const sub = user();
       const calls = [];
       const provider = (reason) => {
@@ -394,15 +384,12 @@ describe("token refresh", () => {
       } finally {
         await client.close();
       }
-    } finally {
-      await srv.close();
-    }
+    });
   });
 
   test("a refresh started on one connection never reaches the next", T, async () => {
     // Its late token is another user's: sent on the new connection, the server would close 4003.
-    const srv = await ServerProcess.start({ WSSERVER_TOKEN_EXPIRING_LEAD: "599.7", ...FAST_ENV });
-    try {
+    await withServer({ WSSERVER_TOKEN_EXPIRING_LEAD: "599.7", ...FAST_ENV }, async (srv) => {
       const sub = user();
       let release;
       const gate = new Promise((ok) => (release = ok));
@@ -429,16 +416,13 @@ describe("token refresh", () => {
       } finally {
         await client.close();
       }
-    } finally {
-      await srv.close();
-    }
+    });
   });
 });
 
 test("server restart (1001) replays; a restart that lost the log surfaces reset with the new epoch", T, async () => {
-  const srv = await ServerProcess.start();
   const { rmSync } = await import("node:fs");
-  try {
+  await withServer({}, async (srv) => {
     const channel = "room.restart";
     const { client, rec } = startClient(srv.wsUrl, staticTokens(user()), { backoff: { base: 50, cap: 300 } });
     try {
@@ -466,7 +450,5 @@ test("server restart (1001) replays; a restart that lost the log surfaces reset 
     } finally {
       await client.close();
     }
-  } finally {
-    await srv.close();
-  }
+  });
 });

@@ -166,6 +166,16 @@ export class ServerProcess {
   }
 }
 
+/** Runs `fn(server)` against a server of its own (settings `env`), always stopping it. */
+export async function withServer(env, fn) {
+  const server = await ServerProcess.start(env);
+  try {
+    return await fn(server);
+  } finally {
+    await server.close();
+  }
+}
+
 /** `python -m wsserver chaos-proxy` in front of `targetPort`; resolves once it accepts connections. */
 export async function startChaosProxy(targetPort, args = []) {
   const port = await freePort();
