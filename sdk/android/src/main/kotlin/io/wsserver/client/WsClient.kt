@@ -417,7 +417,8 @@ class WsClient(
         }
 
         fun probe() {
-            if (ended || probeSentAt != null) return
+            val inFlight = probeSentAt
+            if (ended || (inFlight != null && lastReceived - inFlight < 0)) return // one unanswered probe at a time
             probeSentAt = System.nanoTime()
             send(Frames.make("ping", JSONObject()).toString())
         }

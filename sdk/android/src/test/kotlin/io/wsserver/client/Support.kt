@@ -79,7 +79,7 @@ open class Tokens(private val mint: (TokenReason) -> String?) : TokenProvider {
 }
 
 /** `python -m wsserver serve` on free ports with its own data directory; [restart] keeps both. */
-class TestServer(private val env: Map<String, String> = FAST_ENV) : AutoCloseable {
+class TestServer(private val env: Map<String, String> = FAST_ENV) : java.io.Closeable {
     val port = freePort()
     val apiPort = freePort()
     val dataDir: File = Files.createTempDirectory("wsserver-android").toFile()
@@ -191,7 +191,7 @@ class TestServer(private val env: Map<String, String> = FAST_ENV) : AutoCloseabl
 }
 
 /** `python -m wsserver.chaos_proxy` in front of a server. */
-class ChaosProxy(targetPort: Int, vararg options: String) : AutoCloseable {
+class ChaosProxy(targetPort: Int, vararg options: String) : java.io.Closeable {
     val port = freePort()
     private val process: Process = ProcessBuilder(
         listOf(PYTHON, "-m", "wsserver.chaos_proxy", "--listen", "127.0.0.1:$port", "--target", "127.0.0.1:$targetPort") + options
