@@ -13,12 +13,19 @@ from pathlib import Path
 
 import trio
 import wsproto
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Request, TextMessage
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Request,
+    TextMessage,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support import API_KEY, SECRET, ServerProcess, make_token  # noqa: E402
+from tests.support import API_KEY, SECRET, ServerProcess, make_token
 
-__all__ = ["ServerProcess", "make_token", "API_KEY", "SECRET", "LightClient", "percentile", "rss_kib", "frame"]
+__all__ = ["API_KEY", "SECRET", "LightClient", "ServerProcess", "frame", "make_token", "percentile", "rss_kib"]
 
 
 def rss_kib(pid: int) -> int:
@@ -32,7 +39,7 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    k = min(len(values) - 1, max(0, int(round(p / 100 * (len(values) - 1)))))
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
     return values[k]
 
 

@@ -72,7 +72,8 @@ class Target:
         self._stop()
 
 
-def start_wsserver(workdir: Path, *, name: str = "wsserver", redis_url: str | None = None, **env: str) -> Target:
+def start_wsserver(workdir: Path, *, name: str = "wsserver", redis_url: str | None = None,
+                   executable: list[str] | None = None, **env: str) -> Target:
     settings = dict(  # noqa: C408 - environment names read best as keywords
                     WSSERVER_HEARTBEAT_INTERVAL="600", WSSERVER_SEND_QUEUE_SIZE="8192",
                     WSSERVER_HISTORY_MAX_EVENTS="20000",
@@ -83,7 +84,8 @@ def start_wsserver(workdir: Path, *, name: str = "wsserver", redis_url: str | No
     settings.update(env)
     if redis_url:
         settings["WSSERVER_REDIS_URL"] = redis_url
-    server = ServerProcess(Path(tempfile.mkdtemp(dir=workdir)) / "data", env=env_for_bench(**settings)).start()
+    server = ServerProcess(Path(tempfile.mkdtemp(dir=workdir)) / "data", env=env_for_bench(**settings),
+                           executable=executable).start()
     assert server.proc is not None
     return Target(name, "wsserver", server.port, server.proc.pid, server.stop, {"server": server})
 

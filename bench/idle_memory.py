@@ -14,7 +14,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LightClient, ServerProcess, env_for_bench, make_token, rss_kib  # noqa: E402
+from common import LightClient, ServerProcess, env_for_bench, make_token, rss_kib
 
 
 async def hold(port: int, n: int, channels: int, ready: trio.Event, release: trio.Event, clients: list) -> None:
@@ -44,10 +44,10 @@ def startup_time(executable: list[str], runs: int = 5) -> list[float]:
             server.data_dir.mkdir(parents=True)
             proc = subprocess.Popen([*executable, "serve"], env=server.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                async def probe():
+                async def probe(port: int = server.port) -> None:
                     while True:
                         try:
-                            c = await LightClient.connect("127.0.0.1", server.port)
+                            c = await LightClient.connect("127.0.0.1", port)
                             await c.aclose()
                             return
                         except OSError:
@@ -80,7 +80,7 @@ def main() -> None:
                     await ready.wait()
                     await trio.sleep(1.0)
                     after = rss_kib(pid)
-                    status, stats = server.api("GET", "/api/v1/stats")
+                    _status, stats = server.api("GET", "/api/v1/stats")
                     result.update(
                         connections=stats["nodes"][0]["connections"],
                         subscriptions=stats["nodes"][0]["subscriptions"],

@@ -169,7 +169,7 @@ class Worker:
         fan-out order (for the broadcast peers the publisher's own connection). Open loop: at
         ``rate`` per second regardless, each event stamped with its intended send time."""
         kind = self.kind
-        pubs = self.pubs
+        pubs = self.pubs[:cmd.get("publishers", len(self.pubs))]
         tracker = self.tracker or pubs[0]
         channels: list[str] = cmd["channels"]
         count = cmd["count"]

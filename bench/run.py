@@ -23,11 +23,11 @@ SOCKETIO = ["socket.io", "python-socketio"]
 FULL = {
     "runs": 3,
     "fanout_sizes": [100, 1000, 5000],
-    "fanout_deliveries": 100_000,  # per closed-loop run
+    "fanout_deliveries": {100: 50_000, 1000: 50_000, 5000: 25_000},  # per closed-loop run
     "fanout_rates": {100: [5000], 1000: [5000, 20000], 5000: [5000]},
-    "open_seconds": 4.0,
+    "open_seconds": 3.0,
     "chat_channels": 10_000,
-    "chat_publishes": 20_000,
+    "chat_publishes": 10_000,
     "idle_connections": 10_000,
     "catchup_events": 10_000,
     "storm_clients": 2_000,
@@ -39,7 +39,7 @@ FULL = {
 QUICK = {
     "runs": 1,
     "fanout_sizes": [100],
-    "fanout_deliveries": 5_000,
+    "fanout_deliveries": {100: 5_000},
     "fanout_rates": {100: [1000]},
     "open_seconds": 1.0,
     "chat_channels": 200,
@@ -109,7 +109,7 @@ class Runner:
         servers = ["wsserver", *self.peers]
         if self.wanted("fanout"):
             for size in c["fanout_sizes"]:
-                events = max(10, c["fanout_deliveries"] // size)
+                events = max(5, c["fanout_deliveries"][size] // size)
                 self.each(f"fanout_{size}", servers, lambda t, size=size, events=events: sc.fanout(
                     t, size, runs=runs, events=events, rates=c["fanout_rates"][size], open_seconds=c["open_seconds"]))
         if self.wanted("chat"):
@@ -140,7 +140,7 @@ class Runner:
             b = start_wsserver(self.workdir, name="node-b", redis_url=redis_srv.url, WSSERVER_NODE_ID="b")
             try:
                 size = c["cluster_subscribers"]
-                return sc.fanout(b, size, runs=c["runs"], events=max(10, c["fanout_deliveries"] // size),
+                return sc.fanout(b, size, runs=c["runs"], events=max(10, 50_000 // size),
                                  rates=[5000 if size >= 1000 else 1000], open_seconds=c["open_seconds"], publish_to=a)
             finally:
                 a.stop()

@@ -85,11 +85,14 @@ class Load:
 
 
 def fanout(target: Target, subscribers: int, *, runs: int, events: int, rates: list[int], open_seconds: float,
-           procs: int = 2, publish_to: Target | None = None) -> dict:
+           procs: int = 2, publish_to: Target | None = None, publishers: int = 8) -> dict:
     """(1) one channel, ``subscribers`` subscribers: closed-loop deliveries/s (``events`` events,
     at most max(20, 10,000 / subscribers) in flight ahead of the last subscriber), then open loop at each delivery rate in
     ``rates`` for ``open_seconds``: publish→receive latency. ``publish_to`` is another node
-    (two nodes on Redis: publish on one, subscribers on the other)."""
+    (two nodes on Redis: publish on one, subscribers on the other). wsserver also gets a closed
+    loop from ``publishers`` connections, 2 acknowledged publishes in flight each ("closed_multi"):
+    it handles one connection's publishes one at a time, so only concurrent connections let the
+    store's group commit batch events (and each writer coalesce them into one write)."""
     load = Load(procs)
     try:
         channels = [CHANNEL] if target.kind != "plain" else []
@@ -101,21 +104,30 @@ def fanout(target: Target, subscribers: int, *, runs: int, events: int, rates: l
         if target.kind == "wsserver":
             track = {"host": target.host, "port": target.port, "channels": [CHANNEL]}
         load.pub.call({"op": "pub_connect", "kind": source.kind, "host": source.host, "port": source.port,
-                       "token": token(), "track": track})
+                       "token": token(), "track": track,
+                       "publishers": publishers if source.kind == "wsserver" else 1})
         out: dict = {"setup_s": setup["seconds"], "closed": [], "open": {str(r): [] for r in rates}}
+        if source.kind == "wsserver":
+            out["closed_multi"] = []
         per_proc = [len(part) for part in _split(list(range(subscribers)), procs)]
         window = max(20, 10_000 // subscribers)  # events in flight: enough to keep the server busy
         for _ in range(runs):
             counts = [[events] * n for n in per_proc]
             out["closed"].append(load.measure(
-                target, counts, {"mode": "closed", "count": events, "channels": [CHANNEL], "window": window},
+                target, counts, {"mode": "closed", "count": events, "channels": [CHANNEL], "window": window,
+                                 "publishers": 1},
                 latency=False, timeout=max(30.0, events * subscribers / 2000)))
+            if "closed_multi" in out:
+                out["closed_multi"].append(load.measure(
+                    target, counts, {"mode": "closed", "count": events, "channels": [CHANNEL], "window": 2,
+                                     "acks": True}, latency=False, timeout=max(30.0, events * subscribers / 2000)))
             for rate in rates:
                 pubs_per_s = rate / subscribers
                 count = max(5, int(pubs_per_s * open_seconds))
                 counts = [[count] * n for n in per_proc]
                 out["open"][str(rate)].append(load.measure(
-                    target, counts, {"mode": "open", "count": count, "channels": [CHANNEL], "rate": pubs_per_s},
+                    target, counts, {"mode": "open", "count": count, "channels": [CHANNEL], "rate": pubs_per_s,
+                                 "publishers": 1},
                     latency=True, timeout=open_seconds * 4 + 30))
         return out
     finally:
