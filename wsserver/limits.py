@@ -35,19 +35,30 @@ class TokenBucket:
 
 
 class FrameLimiter:
-    """Per-connection inbound limits: frames/s and bytes/s (burst: two seconds' worth)."""
+    """Per-connection inbound limits: frames/s and bytes/s (burst: two seconds' worth). Two
+    token buckets flattened into one small object (there is one per connection)."""
 
-    __slots__ = ("_frames", "_bytes", "strikes")
+    __slots__ = ("frame_rate", "byte_rate", "frames", "bytes", "stamp", "strikes")
 
     def __init__(self, frames_per_second: float, bytes_per_second: float) -> None:
-        now = trio.current_time()
-        self._frames = TokenBucket(frames_per_second, 2 * frames_per_second, now)
-        self._bytes = TokenBucket(bytes_per_second, 2 * bytes_per_second, now)
+        self.frame_rate = frames_per_second
+        self.byte_rate = bytes_per_second
+        self.frames = 2 * frames_per_second
+        self.bytes = 2 * bytes_per_second
+        self.stamp = trio.current_time()
         self.strikes = 0
 
     def allow(self, size: int) -> bool:
         now = trio.current_time()
-        ok = self._frames.take(1, now) and self._bytes.take(size, now)
+        elapsed = now - self.stamp
+        self.stamp = now
+        frames = min(2 * self.frame_rate, self.frames + elapsed * self.frame_rate)
+        nbytes = min(2 * self.byte_rate, self.bytes + elapsed * self.byte_rate)
+        ok = frames >= 1 and nbytes >= size
+        if ok:
+            frames -= 1
+            nbytes -= size
+        self.frames, self.bytes = frames, nbytes
         self.strikes = 0 if ok else self.strikes + 1
         return ok
 

@@ -185,29 +185,24 @@ class Session:
     # ------------------------------------------------------------------ tasks
 
     async def _writer(self) -> None:
+        """Writes everything queued in one socket write per wake-up, then notes what was sent."""
+        outbox, transport, metrics = self.outbox, self.transport, self.node.metrics
         try:
-            await self._write_loop()
+            while batch := await outbox.take():
+                data = b"".join([item[0] for item in batch])
+                try:
+                    await transport.send_wire(data)
+                except ConnectionClosed:
+                    outbox.close(discard=True)
+                    self.close_soon(1006, "connection lost")
+                    return
+                for _wire, sub, seq in batch:
+                    if sub is not None and seq > sub.last_sent_seq:
+                        sub.last_sent_seq = seq
+                metrics.frames_out.inc(len(batch))
+                metrics.bytes_out.inc(len(data))
         finally:
             self._writer_done.set()
-
-    async def _write_loop(self) -> None:
-        outbox, transport, metrics = self.outbox, self.transport, self.node.metrics
-        while True:
-            batch = await outbox.take()
-            if not batch:
-                return
-            data = b"".join([item[0] for item in batch])
-            try:
-                await transport.send_wire(data)
-            except ConnectionClosed:
-                outbox.close(discard=True)
-                self.close_soon(1006, "connection lost")
-                return
-            for _wire, sub, seq in batch:
-                if sub is not None and seq > sub.last_sent_seq:
-                    sub.last_sent_seq = seq
-            metrics.frames_out.inc(len(batch))
-            metrics.bytes_out.inc(len(data))
 
     async def _reader(self) -> None:
         if self.query_token is not None:

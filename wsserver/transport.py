@@ -24,7 +24,9 @@ import itertools
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
-from wsproto.events import Ping
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Ping
 
 from wsserver.limits import Admission
 
@@ -212,12 +214,12 @@ async def serve_websockets(
         target = urlsplit(request.path)
         if target.path != WS_PATH:
             on_refused("path")
-            await request.reject(404, body=b"not found: the WebSocket endpoint is /ws\n")
+            await _refuse(request, 404, body=b"not found: the WebSocket endpoint is /ws\n")
             return
         origin = _header(request, b"origin")
         if origins and origin is not None and origin.rstrip("/") not in origins:
             on_refused("origin")
-            await request.reject(403, body=b"origin not allowed\n")
+            await _refuse(request, 403, body=b"origin not allowed\n")
             return
         query_token = None
         if target.query:
@@ -225,7 +227,7 @@ async def serve_websockets(
             if tokens:
                 if not allow_query_token:
                     on_refused("query_token")
-                    await request.reject(403, body=b"query-string tokens are disabled: send an `auth` frame\n")
+                    await _refuse(request, 403, body=b"query-string tokens are disabled: send an `auth` frame\n")
                     return
                 query_token = tokens[0]
         ip = getattr(request.remote, "address", str(request.remote))
@@ -233,7 +235,7 @@ async def serve_websockets(
             refused = admission.admit(ip)
             if refused is not None:
                 on_refused("limit")
-                await request.reject(503, extra_headers=[("Retry-After", "5")], body=refused.encode() + b"\n")
+                await _refuse(request, 503, extra_headers=[("Retry-After", "5")], body=refused.encode() + b"\n")
                 return
         transport = None
         try:
@@ -263,14 +265,63 @@ async def serve_websockets(
         await trio.sleep_forever()
 
 
+async def _refuse(request: WebSocketRequest, status: int, *, body: bytes, extra_headers=None) -> None:
+    """Answers the upgrade with an HTTP error, then closes the TCP connection at once
+    (trio-websocket would keep reading a refused connection until the client leaves)."""
+    await request.reject(status, extra_headers=extra_headers, body=body)
+    await request._connection._close_stream()
+
+
+class _Connection(WebSocketConnection):
+    """trio-websocket's connection, answering a protocol error with a Close frame.
+
+    On a malformed frame (bad opcode or bits, invalid UTF-8, bad close code) wsproto reports a
+    CloseConnection with the error's code (1002, 1007) as if the peer had closed; trio-websocket
+    then drops the TCP connection without a Close frame. RFC 6455 §7.1.7 says the endpoint
+    should send one, so clients see 1002/1007 instead of 1006."""
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            try:
+                await self._send(CloseConnection(code=event.code, reason=event.reason))
+            except ConnectionClosed:
+                pass  # already gone: nothing more to tell it
+        await super()._handle_close_connection_event(event)
+
+
 class _SupervisedServer(WebSocketServer):
     """trio-websocket's server, with one supervision boundary per connection: whatever ends
     one connection's tasks (a reset mid-handshake, a TLS failure, a protocol error while
-    answering one) is logged and ends that connection only, never the listener or the server."""
+    answering one) is logged and ends that connection only, never the listener or the server.
+
+    ``_run_connection`` is trio-websocket 0.12.2's ``_handle_connection`` building our
+    ``_Connection`` instead of its own."""
+
+    async def _run_connection(self, stream: trio.abc.Stream) -> None:
+        async with trio.open_nursery() as nursery:
+            connection = _Connection(
+                stream,
+                WSConnection(ConnectionType.SERVER),
+                message_queue_size=self._message_queue_size,
+                max_message_size=self._max_message_size,
+                receive_buffer_size=self._receive_buffer_size,
+            )
+            nursery.start_soon(connection._reader_task)
+            with trio.move_on_after(self._connect_timeout) as connect_scope:
+                request = await connection._get_request()
+            if connect_scope.cancelled_caught:
+                nursery.cancel_scope.cancel()
+                await stream.aclose()
+                return
+            try:
+                await self._handler(request)
+            finally:
+                with trio.move_on_after(self._disconnect_timeout):
+                    await connection.aclose()  # also ends the reader task
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         try:
-            await super()._handle_connection(stream)
+            await self._run_connection(stream)
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away: nothing to report
         except Exception as exc:  # noqa: BLE001 - the boundary: log it, keep serving others

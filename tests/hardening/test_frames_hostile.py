@@ -17,17 +17,6 @@ MAX_MESSAGE_SIZE = 65536  # the default the live_server fixture runs with
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x0, 0x1, 0x2, 0x8, 0x9
 
-NO_CLOSE_FRAME = (
-    "trio-websocket fails a connection on a wsproto parse error (reserved bits/opcodes, fragmented or "
-    "oversized control frames, bad continuation, invalid UTF-8, bad close code) by dropping the TCP "
-    "connection without the Close frame RFC 6455 7.1.7 says it SHOULD send, so the client sees 1006 "
-    "instead of 1002/1007. Fix in wsserver/transport.py: a WebSocketConnection subclass whose "
-    "_handle_close_connection_event, when self._wsproto.state is ConnectionState.OPEN (the event was "
-    "made by wsproto's ParseFailed, not sent by the peer), first sends "
-    "CloseConnection(code=event.code, reason=event.reason) via self._send (ignoring ConnectionClosed), "
-    "then calls super(); _SupervisedServer._handle_connection builds that subclass instead of "
-    "WebSocketConnection (a copy of trio-websocket 0.12.2's 20-line method)."
-)
 
 
 def authed(port: int) -> RawClient:
@@ -122,7 +111,6 @@ def test_protocol_violation_fails_the_connection(live_server, bystander, name):
         assert closed, f"{name}: the server kept the connection open"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_CLOSE_FRAME)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_protocol_violation_is_answered_with_its_close_code(live_server, name):
     with authed(live_server.port) as client:
