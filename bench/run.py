@@ -33,7 +33,7 @@ FULL = {
     "storm_clients": 2_000,
     "storm_behind": 500,
     "durable_publishes": 20_000,
-    "durable_publishers": 32,
+    "durable_publishers": 128,
     "cluster_subscribers": 1000,
 }
 QUICK = {
