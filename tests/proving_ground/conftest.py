@@ -4,7 +4,7 @@ proxy in front of it (clean until a test injects faults)."""
 from __future__ import annotations
 
 import pytest
-from pytest_trio.enable_trio_mode import *  # noqa: F403
+from pytest_trio.enable_trio_mode import pytest_fixture_setup  # noqa: F401 - trio fixtures here (see tests/conftest.py)
 
 from tests.support import ServerProcess
 from wsserver.chaos_proxy import ChaosProxy

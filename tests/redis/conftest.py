@@ -4,7 +4,7 @@ one) and a 3-master Redis Cluster, both stopped in a finally. Trio mode for this
 from __future__ import annotations
 
 import pytest
-from pytest_trio.enable_trio_mode import *  # noqa: F401,F403 - trio mode for this directory
+from pytest_trio.enable_trio_mode import pytest_fixture_setup  # noqa: F401 - trio fixtures here (see tests/conftest.py)
 
 from tests.redis.servers import RedisCluster, RedisServer
 

@@ -4,7 +4,7 @@ directory only) and a small protocol client over a real WebSocket."""
 from __future__ import annotations
 
 import pytest
-from pytest_trio.enable_trio_mode import *  # noqa: F401,F403 - trio mode for this directory
+from pytest_trio.enable_trio_mode import pytest_fixture_setup  # noqa: F401 - trio fixtures here (see tests/conftest.py)
 
 from tests.wsserver.harness import start_server
 
