@@ -62,9 +62,10 @@ def _client_context(cert: ServerCert, version: ssl.TLSVersion) -> ssl.SSLContext
     return ctx
 
 
-def _handshake(port: int, ctx: ssl.SSLContext) -> str:
-    """Handshakes with the server on ``port``; returns the negotiated version or raises ssl.SSLError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT) as sock:
+def _handshake(port: int, ctx: ssl.SSLContext, timeout: float = STEP_TIMEOUT) -> str:
+    """Handshakes with the server on ``port``; returns the negotiated version or raises ssl.SSLError
+    (or TimeoutError when the server answers nothing within ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
             return tls.version()
 
@@ -107,9 +108,14 @@ def test_the_old_tls_client_works_against_a_permissive_server(cert, version):
 
 @pytest.mark.parametrize("version", OLD, ids=["tls1.0", "tls1.1"])
 def test_old_tls_versions_are_refused_by_the_server(tls_server, cert, version):
-    """... so when the very same client fails against wsserver, the refusal is the server's."""
-    with pytest.raises(ssl.SSLError) as refused:
-        _handshake(tls_server.port, _client_context(cert, version))
+    """... so when the very same client fails against wsserver, the refusal is the server's.
+
+    The server sends no alert and (trio-websocket) holds the failed connection open until its 10 s
+    handshake timeout, so "refused" is an SSL error or no ServerHello within 3 s; the TLS 1.2/1.3
+    test below shows the same server completing handshakes it accepts.
+    """
+    with pytest.raises((ssl.SSLError, TimeoutError)) as refused:
+        _handshake(tls_server.port, _client_context(cert, version), timeout=3)
     assert "NO_PROTOCOLS_AVAILABLE" not in str(refused.value), refused.value
 
 
