@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ def main() -> None:
                          "store's group commit can batch events")
     ap.add_argument("--gc-threshold", type=int, default=0,
                     help="experiment: run the server with gc.set_threshold(N, 50, 100) (default: CPython's 700)")
+    ap.add_argument("--native", action="store_true", help="py-spy --native: show C frames (the GC, syscalls)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / ".work"))
     args = ap.parse_args()
     ensure_peers()
@@ -63,11 +65,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         redis = redis_server(Path(tmp)) if args.redis else None
-        executable = None
-        if args.gc_threshold:
-            code = (f"import gc, runpy; gc.set_threshold({args.gc_threshold}, 50, 100); "
-                    "runpy.run_module('wsserver', run_name='__main__', alter_sys=True)")
-            executable = [sys.executable, "-c", code]
+        # The server runs as shipped, wrapped only to apply the GC experiment and to time every
+        # collection (gc.callbacks), written to gc-stats.json when it exits.
+        stats_file = out / "gc-stats.json"
+        code = ("import atexit, gc, json, runpy, time\n"
+                f"if {args.gc_threshold}: gc.set_threshold({args.gc_threshold}, 50, 100)\n"
+                "s = {'seconds': [0.0, 0.0, 0.0], 'count': [0, 0, 0]}; t = [0.0]\n"
+                "def cb(phase, info):\n"
+                "    if phase == 'start': t[0] = time.perf_counter()\n"
+                "    else: g = info['generation']; s['seconds'][g] += time.perf_counter() - t[0]; s['count'][g] += 1\n"
+                "gc.callbacks.append(cb)\n"
+                f"atexit.register(lambda: open({str(stats_file)!r}, 'w').write(json.dumps(s)))\n"
+                "runpy.run_module('wsserver', run_name='__main__', alter_sys=True)")
+        executable = [sys.executable, "-c", code]
         target = start_wsserver(Path(tmp), redis_url=redis.url if redis else None, executable=executable)
         load = Load(2)
         try:
@@ -78,7 +88,7 @@ def main() -> None:
             per_proc = [len(p) for p in _split(list(range(args.subscribers)), 2)]
             name = ("fanout-redis" if args.redis else "fanout") + f"-p{args.publishers}-s{args.subscribers}-gc{args.gc_threshold}"
             spy = subprocess.Popen([str(VENV / "bin" / "py-spy"), "record", "--pid", str(target.pid), "--duration",
-                                    str(int(args.seconds)), "--rate", "250", "--format", "raw", "--output",
+                                    str(int(args.seconds)), "--rate", "250", "--format", "raw", *(["--native"] if args.native else []), "--output",
                                     str(out / f"{name}.collapsed.txt"), "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
@@ -94,6 +104,10 @@ def main() -> None:
         finally:
             load.close()
             target.stop()
+            if stats_file.exists():
+                gc_stats = json.loads(stats_file.read_text())
+                print(f"GC over the server's life: {sum(gc_stats['seconds']):.2f} s in collections "
+                      f"(per generation {[round(x, 2) for x in gc_stats['seconds']]} s, counts {gc_stats['count']})")
             if redis:
                 redis.stop()
 
