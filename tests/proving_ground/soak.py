@@ -184,12 +184,13 @@ async def run_soak(server: ServerProcess, config: SoakConfig, log=print) -> Soak
 
                 async def http_publisher() -> None:
                     pause = config.duration / config.events
+                    start = trio.current_time()
                     for n in range(config.events):
                         channel = CHANNELS[n % len(CHANNELS)]
                         r = await publish_once(http, {"channel": channel, "event": "soak.event", "data": {"n": n},
                                                       "id": f"soak-{config.seed}-{n}"})
                         heads[channel] = max(heads.get(channel, 0), r.json()["seq"])
-                        await trio.sleep(pause)
+                        await trio.sleep_until(start + (n + 1) * pause)  # a schedule, so slow calls do not stretch it
 
                 async with trio.open_nursery() as load:
                     load.start_soon(http_publisher)
