@@ -20,7 +20,7 @@ from wsserver.metrics import Metrics
 from wsserver.protocol import Recovery
 from wsserver.recovery import plan, window_allows
 from wsserver.stats import Stats
-from wsserver.store.base import AppendRequest, AppendResult, ChannelPosition, EventStore, Snapshot
+from wsserver.store.base import AppendRequest, AppendResult, ChannelPosition, EventStore, PendingAppend, Snapshot
 
 log = logging.getLogger("wsserver.node")
 
@@ -76,6 +76,19 @@ class Node:
     def now_ms(self) -> int:
         return int(self.wall_clock() * 1000)
 
+    def _request(
+        self, channel: str, event_type: str, data_json: bytes, event_id: str, idem_scope: str, idem_key: str | None
+    ) -> AppendRequest:
+        return AppendRequest(
+            channel=channel,
+            event_type=event_type,
+            data_json=data_json,
+            event_id=event_id,
+            timestamp=self.now_ms(),
+            idem_scope=idem_scope,
+            idem_key=idem_key,
+        )
+
     async def publish(
         self,
         channel: str,
@@ -93,23 +106,23 @@ class Node:
             StoreUnavailable: nothing was acknowledged; the caller may retry with the same id.
         """
         started = trio.current_time()
-        result = await self.store.append(
-            AppendRequest(
-                channel=channel,
-                event_type=event_type,
-                data_json=data_json,
-                event_id=event_id,
-                timestamp=self.now_ms(),
-                idem_scope=idem_scope,
-                idem_key=idem_key,
-            )
-        )
+        result = await self.store.append(self._request(channel, event_type, data_json, event_id, idem_scope, idem_key))
+        self.count_publish(result, started, source)
+        return result
+
+    def begin_publish(
+        self, channel: str, event_type: str, data_json: bytes, *, event_id: str, idem_scope: str, idem_key: str | None
+    ) -> PendingAppend:
+        """Queues a publish without waiting, in call order (one connection's publishes get
+        their seqs in frame order and share group commits); see ``EventStore.append_nowait``."""
+        return self.store.append_nowait(self._request(channel, event_type, data_json, event_id, idem_scope, idem_key))
+
+    def count_publish(self, result: AppendResult, started: float, source: str) -> None:
         if result.duplicate:
             self.metrics.duplicate_publishes.inc()
         else:
             self.metrics.publishes.labels(source).inc()
             self.metrics.publish_latency.observe(trio.current_time() - started)
-        return result
 
     async def watch_channel(self, channel: str) -> None:
         """Makes sure this node receives every event of ``channel`` appended from now on

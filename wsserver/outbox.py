@@ -54,7 +54,8 @@ class Outbox:
         items.append(item)
         if len(items) > self.peak:
             self.peak = len(items)
-        self._writer_lot.unpark()
+        if self._writer_lot:  # unpark() costs even with nobody parked (hot path)
+            self._writer_lot.unpark()
         return True
 
     async def put(self, item: Item) -> None:
@@ -69,7 +70,8 @@ class Outbox:
         self._items.append(item)
         if len(self._items) > self.peak:
             self.peak = len(self._items)
-        self._writer_lot.unpark()
+        if self._writer_lot:
+            self._writer_lot.unpark()
         await trio.lowlevel.checkpoint()
 
     async def take(self) -> list[Item]:
@@ -79,7 +81,7 @@ class Outbox:
                 return []
             await self._writer_lot.park()
         batch, self._items = self._items, []
-        if self._space_lot is not None:
+        if self._space_lot:
             self._space_lot.unpark_all()
         return batch
 

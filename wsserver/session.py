@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import deque
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -45,7 +46,7 @@ from wsserver.limits import FrameLimiter, json_depth_exceeds
 from wsserver.node import user_scope
 from wsserver.outbox import Outbox
 from wsserver.recovery import merge_buffer
-from wsserver.store.base import StoreUnavailable
+from wsserver.store.base import AppendResult, PendingAppend, StoreUnavailable
 from wsserver.subscription import SubState, Subscription
 from wsserver.transport import ConnectionClosed, PongWaiter, WsTransport, text_frame
 
@@ -60,6 +61,8 @@ REPLAY_PAGE: Final = 500
 FLUSH_TIMEOUT: Final = 2.0
 #: Times a subscription's position may be re-planned in a row (trimming or epoch races).
 MAX_REPLANS: Final = 3
+#: Client publishes of one connection queued for the store before its reader waits.
+MAX_PUBLISHES_IN_FLIGHT: Final = 64
 
 
 class _LostPosition(Exception):
@@ -74,7 +77,7 @@ class Session:
         "node", "transport", "id", "remote", "query_token", "outbox", "subscriptions",
         "claims", "user_id", "connected_at", "last_seen", "rtt", "closing", "close_code",
         "close_reason", "_tasks_scope", "_timers_scope", "_nursery", "_token_changed", "_aborted", "frames_in",
-        "_writer_done", "_limiter",
+        "_writer_done", "_limiter", "_publishing", "_publishes_idle",
     )
 
     def __init__(self, node: Node, transport: WsTransport, query_token: str | None = None) -> None:
@@ -101,6 +104,8 @@ class Session:
         self.frames_in = 0
         self._writer_done = trio.Event()
         self._limiter = FrameLimiter(node.config.rate_limit_frames, node.config.rate_limit_bytes)
+        self._publishing: deque[tuple[str, PendingAppend, float]] = deque()
+        self._publishes_idle = trio.Event()
 
     # ------------------------------------------------------------------ supervision
 
@@ -244,6 +249,8 @@ class Session:
                     ErrorCode.UNAUTHENTICATED, f"send `auth` first; `{frame.TYPE}` needs an authenticated connection", frame.id
                 )
                 continue
+            if self._publishing and not isinstance(frame, PublishFrame):
+                await self._publishes_answered()  # one connection's frames are answered in order
             await handlers[type(frame)](frame)
 
     async def _timers(self) -> None:
@@ -401,37 +408,75 @@ class Session:
             self.node.hub.remove(sub)
 
     async def _on_publish(self, frame: PublishFrame) -> None:
+        """Queues the append at once (in frame order) and lets ``_reply_publishes`` answer when
+        it is durable: a client's consecutive publishes share group commits instead of paying
+        one fsync each, and every subscriber gets them in one write (bench/results/profile.md)."""
         p = frame.payload
         assert self.claims is not None and self.user_id is not None
+        problem = None
         if not self.claims.grants.can_publish(p.channel):
-            await self._error(ErrorCode.FORBIDDEN, f"the token does not grant publishing to {p.channel!r}", frame.id)
+            problem = (ErrorCode.FORBIDDEN, f"the token does not grant publishing to {p.channel!r}")
+        elif json_depth_exceeds(p.data, self.node.config.max_json_depth):
+            problem = (ErrorCode.BAD_REQUEST, f"data nests deeper than {self.node.config.max_json_depth} levels")
+        if problem is not None:
+            await self._publishes_answered()  # answers stay in frame order
+            await self._error(*problem, frame.id)
             return
-        if json_depth_exceeds(p.data, self.node.config.max_json_depth):
-            await self._error(
-                ErrorCode.BAD_REQUEST, f"data nests deeper than {self.node.config.max_json_depth} levels", frame.id
-            )
-            return
+        args = (p.channel, p.event, orjson.dumps(p.data))
+        kwargs = dict(event_id=new_id(), idem_scope=user_scope(self.user_id), idem_key=frame.id)
+        started = trio.current_time()
         try:
-            result = await self.node.publish(
-                p.channel,
-                p.event,
-                orjson.dumps(p.data),
-                event_id=new_id(),
-                idem_scope=user_scope(self.user_id),
-                idem_key=frame.id,
-                source="websocket",
-            )
+            pending = self.node.begin_publish(*args, **kwargs)
+        except trio.WouldBlock:  # the store's queue is full: wait our turn like everyone else
+            await self._publishes_answered()
+            try:
+                result = await self.node.publish(*args, **kwargs, source="websocket")
+            except StoreUnavailable as exc:
+                await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame.id)
+                return
+            await self._send(self._published(frame.id, result))
+            return
         except StoreUnavailable as exc:
+            await self._publishes_answered()
             await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame.id)
             return
-        await self._send(
-            PublishedFrame(
-                id=new_id(),
-                timestamp=now_ms(),
-                ref=frame.id,
-                channel=result.channel,
-                payload=PublishedPayload(channel=result.channel, seq=result.seq, epoch=result.epoch),
-            )
+        self._publishing.append((frame.id, pending, started))
+        if len(self._publishing) == 1:
+            self._publishes_idle = trio.Event()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._reply_publishes)
+        elif len(self._publishing) >= MAX_PUBLISHES_IN_FLIGHT:
+            await self._publishes_answered()
+
+    async def _reply_publishes(self) -> None:
+        """Answers queued publishes in frame order as they become durable; ends when none is left."""
+        queue = self._publishing
+        while queue:
+            frame_id, pending, started = queue[0]
+            try:
+                result = await pending.wait()
+            except StoreUnavailable as exc:
+                queue.popleft()
+                await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame_id)
+                continue
+            queue.popleft()
+            self.node.count_publish(result, started, "websocket")
+            await self._send(self._published(frame_id, result))
+        self._publishes_idle.set()
+
+    async def _publishes_answered(self) -> None:
+        """Waits until every queued publish has been answered (before answering anything else)."""
+        if self._publishing:
+            await self._publishes_idle.wait()
+
+    @staticmethod
+    def _published(ref: str, result: AppendResult) -> PublishedFrame:
+        return PublishedFrame(
+            id=new_id(),
+            timestamp=now_ms(),
+            ref=ref,
+            channel=result.channel,
+            payload=PublishedPayload(channel=result.channel, seq=result.seq, epoch=result.epoch),
         )
 
     async def _on_subscribe(self, frame: SubscribeFrame) -> None:

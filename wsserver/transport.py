@@ -298,6 +298,18 @@ class _SupervisedServer(WebSocketServer):
     ``_Connection`` instead of its own."""
 
     async def _run_connection(self, stream: trio.abc.Stream) -> None:
+        if isinstance(stream, trio.SSLStream):
+            # A failed TLS handshake (TLS 1.0 client, scanner) ends here at once, instead of
+            # holding the socket until the upgrade deadline.
+            with trio.move_on_after(self._connect_timeout) as tls_deadline:
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError:
+                    await trio.aclose_forcefully(stream)
+                    return
+            if tls_deadline.cancelled_caught:
+                await trio.aclose_forcefully(stream)
+                return
         async with trio.open_nursery() as nursery:
             connection = _Connection(
                 stream,

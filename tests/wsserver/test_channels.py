@@ -359,3 +359,26 @@ async def test_token_still_needed_for_publish_frames(server):
     await client.auth(make_token())
     with trio.fail_after(WAIT):
         await client.aclose()
+
+
+async def test_pipelined_publishes_are_answered_in_frame_order_with_increasing_seqs(server):
+    """A client may send many publishes without waiting: they share group commits, yet every
+    `published` comes back in frame order with seqs in frame order, and a later frame (a ping)
+    is answered only after all of them."""
+    client = await server.connect("pipe", publish=["c.*"])
+    ids = [await client.send("publish", {"channel": "c.pipe", "event": "n.x", "data": {"i": i}}) for i in range(150)]
+    ping = await client.send("ping")
+    answers = [await client.recv() for _ in range(151)]
+    assert [a["type"] for a in answers] == ["published"] * 150 + ["pong"]
+    assert [a["ref"] for a in answers[:150]] == ids and answers[-1]["ref"] == ping
+    assert [a["payload"]["seq"] for a in answers[:150]] == list(range(1, 151))
+    hist = (await server.api("GET", "/api/v1/channels/c.pipe/history?limit=1000")).json()["events"]
+    assert [e["payload"]["i"] for e in hist] == list(range(150))
+    assert server.node.store.statistics().batches < 150  # they shared commits
+    # an error for one frame in the middle of a pipeline keeps its place too
+    first = await client.send("publish", {"channel": "c.pipe", "event": "n.x", "data": {}})
+    bad = await client.send("publish", {"channel": "other", "event": "n.x", "data": {}})
+    last = await client.send("publish", {"channel": "c.pipe", "event": "n.x", "data": {}})
+    got = [await client.recv() for _ in range(3)]
+    assert [(f["type"], f["ref"]) for f in got] == [("published", first), ("error", bad), ("published", last)]
+    await client.aclose()

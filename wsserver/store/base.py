@@ -136,6 +136,10 @@ class EventStore(Protocol):
 
     async def append(self, request: AppendRequest) -> AppendResult: ...
 
+    def append_nowait(self, request: AppendRequest) -> PendingAppend:
+        """Queues an append in call order and returns at once; ``await pending.wait()`` for the
+        result. Raises trio.WouldBlock when the store's queue is full, StoreUnavailable when closed."""
+
     async def read_after(self, channel: str, after_seq: int, limit: int) -> list[StoredEvent]: ...
 
     async def read_one(self, channel: str, seq: int) -> StoredEvent | None: ...
@@ -168,6 +172,14 @@ class PendingAppend:
         self.error = error
         self.done.set()
 
+    async def wait(self) -> AppendResult:
+        """The append's result, once committed; raises what the commit raised."""
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
 
 class AppendQueue:
     """The bounded queue between publishers and a store's single writer task: ``submit`` waits
@@ -180,11 +192,13 @@ class AppendQueue:
     async def submit(self, request: AppendRequest) -> AppendResult:
         pending = PendingAppend(request)
         await self._tx.send(pending)
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return await pending.wait()
+
+    def enqueue(self, request: AppendRequest) -> PendingAppend:
+        """Queues an append without waiting (in call order); raises trio.WouldBlock when full."""
+        pending = PendingAppend(request)
+        self._tx.send_nowait(pending)
+        return pending
 
     async def batches(self, max_batch: int) -> AsyncIterator[list[PendingAppend]]:
         """Yields the appends waiting, at least one and at most ``max_batch`` at a time."""

@@ -234,6 +234,11 @@ class RedisStore:
             raise StoreUnavailable("the Redis event log is not open")
         return await self._queue.submit(request)
 
+    def append_nowait(self, request: AppendRequest) -> PendingAppend:
+        if not self._running:
+            raise StoreUnavailable("the Redis event log is not open")
+        return self._queue.enqueue(request)
+
     async def _writer(self, nursery: trio.Nursery) -> None:
         slots = trio.Semaphore(MAX_IN_FLIGHT)
         async for batch in self._queue.batches(MAX_BATCH):

@@ -160,6 +160,11 @@ class SqliteStore:
             raise StoreUnavailable("the event log is not open")
         return await self._queue.submit(request)
 
+    def append_nowait(self, request: AppendRequest) -> PendingAppend:
+        if not self.healthy:
+            raise StoreUnavailable("the event log is not open")
+        return self._queue.enqueue(request)
+
     async def _writer(self) -> None:
         async for batch in self._queue.batches(MAX_BATCH):
             try:
