@@ -37,7 +37,8 @@ def main(src: str, dst: str) -> None:
         ax.set_ylabel("publish→receive latency (ms)")
         ax.set_title(key.replace("fanout_", "fan-out, ") + " subscribers")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(dst, dpi=110)
 

@@ -62,8 +62,14 @@ def machine() -> dict:
             break
     load = Path("/proc/loadavg").read_text().split()[:3]
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", "wsserver"], cwd=root, capture_output=True,
+                            text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "wsserver"], cwd=root, capture_output=True,
+                           text=True, check=False).stdout.strip()
     return {"cpu": cpu, "cores": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version(),
-            "node": node, "kernel": platform.release(), "loadavg_at_start": load,
+            "node": node, "kernel": platform.release(),
+            "wsserver_commit": commit + (" + uncommitted changes" if dirty else ""), "loadavg_at_start": load,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -161,7 +167,14 @@ def main() -> None:
     ap.add_argument("--no-redis", action="store_true", help="skip the Redis scenarios")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--shared", action="store_true", help="note in the report that the machine was shared")
+    ap.add_argument("--report-only", action="store_true", help="rewrite report.md and plot.png from OUT/results.json")
     args = ap.parse_args()
+    if args.report_only:
+        import report
+
+        out = Path(args.out)
+        report.write(json.loads((out / "results.json").read_text()), out)
+        return
     if any(p != "trio-websocket" for p in (ALL_PEERS if args.peers == "all" else args.peers.split(",")) if p):
         ensure_peers()
     out = Path(args.out)
