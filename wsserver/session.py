@@ -104,8 +104,9 @@ class Session:
         self.frames_in = 0
         self._writer_done = trio.Event()
         self._limiter = FrameLimiter(node.config.rate_limit_frames, node.config.rate_limit_bytes)
-        self._publishing: deque[tuple[str, PendingAppend, float]] = deque()
-        self._publishes_idle = trio.Event()
+        # created by the first publish: most connections of a mobile app never publish
+        self._publishing: deque[tuple[str, PendingAppend, float]] | None = None
+        self._publishes_idle: trio.Event | None = None
 
     # ------------------------------------------------------------------ supervision
 
@@ -440,17 +441,18 @@ class Session:
             await self._publishes_answered()
             await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame.id)
             return
+        if self._publishing is None:
+            self._publishing = deque()
         self._publishing.append((frame.id, pending, started))
         if len(self._publishing) == 1:
             self._publishes_idle = trio.Event()
             assert self._nursery is not None
-            self._nursery.start_soon(self._reply_publishes)
+            self._nursery.start_soon(self._reply_publishes, self._publishing, self._publishes_idle)
         elif len(self._publishing) >= MAX_PUBLISHES_IN_FLIGHT:
             await self._publishes_answered()
 
-    async def _reply_publishes(self) -> None:
+    async def _reply_publishes(self, queue: deque[tuple[str, PendingAppend, float]], idle: trio.Event) -> None:
         """Answers queued publishes in frame order as they become durable; ends when none is left."""
-        queue = self._publishing
         while queue:
             frame_id, pending, started = queue[0]
             try:
@@ -462,11 +464,11 @@ class Session:
             queue.popleft()
             self.node.count_publish(result, started, "websocket")
             await self._send(self._published(frame_id, result))
-        self._publishes_idle.set()
+        idle.set()
 
     async def _publishes_answered(self) -> None:
         """Waits until every queued publish has been answered (before answering anything else)."""
-        if self._publishing:
+        if self._publishing and self._publishes_idle is not None:
             await self._publishes_idle.wait()
 
     @staticmethod

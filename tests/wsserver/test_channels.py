@@ -382,3 +382,15 @@ async def test_pipelined_publishes_are_answered_in_frame_order_with_increasing_s
     got = [await client.recv() for _ in range(3)]
     assert [(f["type"], f["ref"]) for f in got] == [("published", first), ("error", bad), ("published", last)]
     await client.aclose()
+
+
+async def test_a_retried_id_inside_one_group_commit_is_still_one_event(server):
+    client = await server.connect("dup", publish=["c.*"])
+    frame_id = str(uuid.uuid4())
+    for _ in range(3):  # back to back: they land in one batch of the store's writer
+        await client.send("publish", {"channel": "c.dup", "event": "n.x", "data": {"v": 1}}, id=frame_id)
+    answers = [await client.recv() for _ in range(3)]
+    assert {(a["type"], a["ref"], a["payload"]["seq"]) for a in answers} == {("published", frame_id, 1)}
+    hist = (await server.api("GET", "/api/v1/channels/c.dup/history")).json()["events"]
+    assert len(hist) == 1
+    await client.aclose()

@@ -45,6 +45,8 @@ MAX_BATCH: Final = 1024
 TRIM_CHUNK: Final = 200
 #: Channels whose head/generation the writer keeps in memory.
 HEAD_CACHE: Final = 100_000
+#: Publish ids looked up per statement (two bound parameters each; SQLite allows 32,766).
+IDEM_LOOKUP_CHUNK: Final = 400
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -188,23 +190,39 @@ class SqliteStore:
             state = (row[0], row[1]) if row else (0, 0)
         return state
 
+    def _known_ids(self, con: sqlite3.Connection, batch: list[PendingAppend]) -> dict[tuple[str, str], AppendResult]:
+        """The batch's publish ids already recorded, looked up in a few statements."""
+        keys = list({(p.request.idem_scope, p.request.idem_key) for p in batch if p.request.idem_key is not None})
+        known: dict[tuple[str, str], AppendResult] = {}
+        for i in range(0, len(keys), IDEM_LOOKUP_CHUNK):
+            chunk = keys[i : i + IDEM_LOOKUP_CHUNK]
+            rows = con.execute(
+                "SELECT scope, key, channel, seq, epoch, event_id FROM idempotency WHERE (scope, key) IN (VALUES "
+                + ",".join(["(?, ?)"] * len(chunk))
+                + ")",
+                [part for key in chunk for part in key],
+            ).fetchall()
+            for scope, key, channel, seq, epoch, event_id in rows:
+                known[(scope, key)] = AppendResult(channel, seq, epoch, event_id, duplicate=True)
+        return known
+
     def _commit(self, batch: list[PendingAppend]) -> list[tuple[AppendResult, StoredEvent | None]]:
+        """One transaction for the whole batch: one idempotency lookup, two bulk inserts."""
         con = self._wcon
         assert con is not None
         staged: dict[str, tuple[int, int]] = {}
         out: list[tuple[AppendResult, StoredEvent | None]] = []
+        event_rows: list[tuple] = []
+        idem_rows: list[tuple] = []
         con.execute("BEGIN IMMEDIATE")
         try:
+            known = self._known_ids(con, batch)
             for pending in batch:
                 req = pending.request
-                if req.idem_key is not None:
-                    row = con.execute(
-                        "SELECT channel, seq, epoch, event_id FROM idempotency WHERE scope = ? AND key = ?",
-                        (req.idem_scope, req.idem_key),
-                    ).fetchone()
-                    if row is not None:
-                        out.append((AppendResult(row[0], row[1], row[2], row[3], duplicate=True), None))
-                        continue
+                idem = None if req.idem_key is None else (req.idem_scope, req.idem_key)
+                if idem is not None and idem in known:
+                    out.append((known[idem], None))
+                    continue
                 head, generation = staged.get(req.channel) or self._channel_state(con, req.channel)
                 seq = head + 1
                 epoch = self._epoch(generation)
@@ -217,19 +235,18 @@ class SqliteStore:
                     epoch=epoch,
                     data_json=req.data_json,
                 )
-                con.execute(
-                    "INSERT INTO events (channel, seq, id, type, ts, frame) VALUES (?, ?, ?, ?, ?, ?)",
-                    (req.channel, seq, req.event_id, req.event_type, req.timestamp, frame),
-                )
-                if req.idem_key is not None:
-                    con.execute(
-                        "INSERT INTO idempotency (scope, key, channel, seq, epoch, event_id, ts)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (req.idem_scope, req.idem_key, req.channel, seq, epoch, req.event_id, req.timestamp),
-                    )
+                event_rows.append((req.channel, seq, req.event_id, req.event_type, req.timestamp, frame))
+                if idem is not None:
+                    idem_rows.append((req.idem_scope, req.idem_key, req.channel, seq, epoch, req.event_id, req.timestamp))
+                    known[idem] = AppendResult(req.channel, seq, epoch, req.event_id, duplicate=True)  # a retry in this batch
                 staged[req.channel] = (seq, generation)
                 event = StoredEvent(req.channel, seq, epoch, req.event_id, req.event_type, req.timestamp, frame)
                 out.append((AppendResult(req.channel, seq, epoch, req.event_id, duplicate=False), event))
+            con.executemany("INSERT INTO events (channel, seq, id, type, ts, frame) VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+            con.executemany(
+                "INSERT INTO idempotency (scope, key, channel, seq, epoch, event_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                idem_rows,
+            )
             con.executemany(
                 "INSERT INTO channels (name, generation, head_seq) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET head_seq = excluded.head_seq",
@@ -243,9 +260,8 @@ class SqliteStore:
         if len(self._heads) > HEAD_CACHE:
             self._heads.clear()
         self._heads.update(staged)
-        new = sum(1 for _, ev in out if ev is not None)
-        self._appended += new
-        self._duplicates += len(out) - new
+        self._appended += len(event_rows)
+        self._duplicates += len(out) - len(event_rows)
         return out
 
     # ------------------------------------------------------------------ reads
