@@ -134,7 +134,13 @@ class Session:
                         self._timers_scope.cancel()
                     # Flush what is queued (e.g. the `error` explaining the close), bounded.
                     self.outbox.close(discard=self._aborted or self.close_code == CloseCode.SLOW_CONSUMER)
-                    with trio.move_on_after(FLUSH_TIMEOUT) as flush:
+                    # A slow consumer's queue is dropped, but the write in progress must finish
+                    # before its 4009 can follow: give a reader that is merely slow the heartbeat
+                    # timeout to take it (a dead one is cut then, as the heartbeat would).
+                    wait = FLUSH_TIMEOUT
+                    if self.close_code == CloseCode.SLOW_CONSUMER:
+                        wait = max(wait, self.node.config.heartbeat_timeout)
+                    with trio.move_on_after(wait) as flush:
                         await self._writer_done.wait()
                     if flush.cancelled_caught:
                         self._aborted = True
