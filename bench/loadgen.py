@@ -180,6 +180,7 @@ class Worker:
         pad = "x" * cmd.get("pad", 0)
         acked = [0] * len(pubs)
         state = {"tracked": 0}
+        broken: list[str] = []
         lot = trio.lowlevel.ParkingLot()
         cpu0 = cpu_seconds()
 
@@ -214,7 +215,11 @@ class Worker:
                     if delay > 0:
                         await trio.sleep(delay)
                     msg = publish_message(kind, channel, ack_id=ack_id, pad=pad, t=due)
-                await conn.send(msg)
+                try:
+                    await conn.send(msg)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    broken.append(f"publisher {index} lost after {n} publishes: {exc!r}")
+                    return
             if use_acks:
                 with trio.move_on_after(60):
                     while acked[index] < len(numbers):
@@ -231,7 +236,7 @@ class Worker:
                     senders.start_soon(publisher, index, range(index, count, len(pubs)))
             t_last = time.monotonic()
             nursery.cancel_scope.cancel()
-        return {"sent": count, "t_first": t_first, "t_last": t_last, "acked": sum(acked),
+        return {"sent": count, "t_first": t_first, "t_last": t_last, "acked": sum(acked), "broken": broken,
                 "cpu": cpu_seconds() - cpu0, "wall": t_last - t_first}
 
     async def op_close(self, cmd: dict) -> dict:

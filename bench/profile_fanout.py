@@ -57,7 +57,6 @@ def main() -> None:
                          "store's group commit can batch events")
     ap.add_argument("--gc-threshold", type=int, default=0,
                     help="experiment: run the server with gc.set_threshold(N, 50, 100) (default: CPython's 700)")
-    ap.add_argument("--native", action="store_true", help="py-spy --native: show C frames (the GC, syscalls)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / ".work"))
     args = ap.parse_args()
     ensure_peers()
@@ -88,7 +87,7 @@ def main() -> None:
             per_proc = [len(p) for p in _split(list(range(args.subscribers)), 2)]
             name = ("fanout-redis" if args.redis else "fanout") + f"-p{args.publishers}-s{args.subscribers}-gc{args.gc_threshold}"
             spy = subprocess.Popen([str(VENV / "bin" / "py-spy"), "record", "--pid", str(target.pid), "--duration",
-                                    str(int(args.seconds)), "--rate", "250", "--format", "raw", *(["--native"] if args.native else []), "--output",
+                                    str(int(args.seconds)), "--rate", "250", "--format", "raw", "--output",
                                     str(out / f"{name}.collapsed.txt"), "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)

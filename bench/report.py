@@ -65,6 +65,8 @@ def fanout_rows(res: dict, size: int) -> list[str]:
                     f"{med([r['server_cpu_pct'] for r in closed]):.0f} | {med([r['gen_cpu_pct'] for r in closed]):.0f} | "
                     f"{bottleneck(closed)} | " + " | ".join(lat) + " |")
         multi = v.get("closed_multi")
+        if v.get("errors"):
+            rows.append(f"| {name}: **lost connections** | {'; '.join(v['errors'])[:160]} |" + " |" * (4 + len(rates)))
         if multi:
             rows.append(f"| {name}, 8 publisher connections | {spread([r['deliveries_per_s'] for r in multi])} | — | "
                         f"{med([r['server_cpu_pct'] for r in multi]):.0f} | {med([r['gen_cpu_pct'] for r in multi]):.0f} | "

@@ -144,8 +144,11 @@ class Conn:
         return out
 
     async def fill(self) -> bool:
-        """Reads once from the socket into ``pending``; False when the peer closed."""
-        data = await self.stream.receive_some(262144)
+        """Reads once from the socket into ``pending``; False when the peer closed (or reset)."""
+        try:
+            data = await self.stream.receive_some(262144)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
         if not data:
             return False
         out = self.feed(data)
