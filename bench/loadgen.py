@@ -181,12 +181,17 @@ class Worker:
         acked = [0] * len(pubs)
         state = {"tracked": 0}
         broken: list[str] = []
+        dead: set[int] = set()  # publisher connections the server closed
         lot = trio.lowlevel.ParkingLot()
         cpu0 = cpu_seconds()
 
         async def pump(conn: Conn, index: int | None) -> None:
             while True:
                 if not conn.pending and not await conn.fill():
+                    if index is not None:
+                        dead.add(index)
+                        broken.append(f"publisher {index} closed by the server (code {conn.closed_code})")
+                    lot.unpark_all()
                     return
                 acks = data = 0
                 while conn.pending:
@@ -206,8 +211,10 @@ class Worker:
                 channel = channels[i % len(channels)]
                 ack_id = n if use_acks and kind == "socketio" else None
                 if mode == "closed":
-                    while n - (acked[index] if use_acks else state["tracked"]) >= window:
+                    while n - (acked[index] if use_acks else state["tracked"]) >= window and index not in dead:
                         await lot.park()
+                    if index in dead:
+                        return
                     msg = publish_message(kind, channel, ack_id=ack_id, pad=pad)
                 else:
                     due = t_first + i / rate  # the intended time: no coordinated omission
@@ -221,8 +228,8 @@ class Worker:
                     broken.append(f"publisher {index} lost after {n} publishes: {exc!r}")
                     return
             if use_acks:
-                with trio.move_on_after(60):
-                    while acked[index] < len(numbers):
+                with trio.move_on_after(30):
+                    while acked[index] < len(numbers) and index not in dead:
                         await lot.park()
 
         t_first = time.monotonic()
