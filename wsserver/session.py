@@ -450,7 +450,8 @@ class Session:
         if self._publishing is None:
             self._publishing = deque()
         self._publishing.append((frame.id, pending, started))
-        if len(self._publishing) == 1:
+        if self._publishes_idle is None or self._publishes_idle.is_set():
+            # No answerer running (the last one saw the queue empty and ended): start one.
             self._publishes_idle = trio.Event()
             assert self._nursery is not None
             self._nursery.start_soon(self._reply_publishes, self._publishing, self._publishes_idle)
@@ -470,6 +471,8 @@ class Session:
             queue.popleft()
             self.node.count_publish(result, started, "websocket")
             await self._send(self._published(frame_id, result))
+        # No checkpoint between the last `while queue` check and this: a publish queued from
+        # now on sees `idle` set and starts the next answerer; exactly one runs at a time.
         idle.set()
 
     async def _publishes_answered(self) -> None:

@@ -394,3 +394,22 @@ async def test_a_retried_id_inside_one_group_commit_is_still_one_event(server):
     hist = (await server.api("GET", "/api/v1/channels/c.dup/history")).json()["events"]
     assert len(hist) == 1
     await client.aclose()
+
+
+async def test_publishes_arriving_while_the_last_answer_is_sent_keep_one_answerer(nursery, tmp_path):
+    """Publishes that trickle in (the queue empties and refills while answers are being sent)
+    are answered once each, in frame order, without ending the connection."""
+    server = await start_server(nursery, tmp_path, rate_limit_frames=100_000.0)
+    client = await server.connect("trickle", publish=["c.*"])
+    ids = []
+    for i in range(300):
+        ids.append(await client.send("publish", {"channel": "c.trickle", "event": "n.x", "data": {"i": i}}))
+        if i % 3 == 0:
+            await trio.sleep(0.001)  # let the store commit and the answers go out mid-stream
+    answers = [await client.recv() for _ in range(300)]
+    assert [a["type"] for a in answers] == ["published"] * 300
+    assert [a["ref"] for a in answers] == ids
+    assert [a["payload"]["seq"] for a in answers] == list(range(1, 301))
+    ref = await client.send("ping")
+    await client.expect("pong", ref=ref)
+    await client.aclose()
