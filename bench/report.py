@@ -117,6 +117,50 @@ def targets(res: dict) -> list[str]:
     return rows
 
 
+#: what the profile (bench/results/profile.md) says about each target, printed when it is missed
+WHY = {
+    "socket.io": "per delivery wsserver pays Python around one `send()` per connection write (profile §4: lock, "
+                 "conflict detector and two checkpoints, ~15 %) and a writer-task wake-up (~10 %); Socket.IO's "
+                 "fan-out loop runs in V8.",
+    "p99": "the commit is not it (p50 is ~6 ms at 100 subscribers, commit included); at 1,000 the event "
+           "reaches the last subscriber after 1,000 writer wake-ups and `send()`s, one per connection (profile "
+           "§4); node ws shows the generator's own share (~12 ms p50).",
+    "idle": "not profiled yet: ~13 KiB per connection above trio-websocket's own (the session, its tasks, "
+            "outbox and subscription); `tracemalloc` on an idle server would say which.",
+    "storm": "1,000,000 replayed deliveries in that time: each subscription reads its range from the store "
+             "on its own; not profiled yet (sharing one store read among subscriptions replaying the same "
+             "channel is the obvious candidate).",
+    "durable": "CPU per publish (~150–210 µs; the server sat at ~100 % CPU): frame parsing, one reply write per "
+               "publish, and per-row SQL in the commit (profile §5).",
+}
+
+
+def notes(res: dict) -> list[str]:
+    """What to keep in mind reading the targets, derived from the run itself."""
+    s = res["scenarios"]
+    fan = {k: v for k, v in s.items() if k.startswith("fanout_") or k == "two_nodes_redis"}
+    lost = [k for k, cells in fan.items() if cells.get("wsserver", {}).get("errors")]
+    capped = sorted({f"{name} ({k.replace('fanout_', '')})" for k, cells in fan.items() for name, v in cells.items()
+                     if name != "wsserver" and v.get("closed") and bottleneck(v["closed"]) in
+                     ("**generator**", "machine (2 cores busy)")})
+    out = ["Reading the targets:", ""]
+    table = "\n".join(targets(res))
+    missed = [key for key, needle in (("socket.io", "socket.io on the same"), ("p99", "p99 ≤"), ("idle", "idle memory"),
+                                       ("storm", "reconnect storm"), ("durable", "durable publishes"))
+              if any(needle in row and "**missed**" in row for row in table.splitlines())]
+    for key in missed:
+        out.append(f"- Missed ({key}): {WHY[key]}")
+    if lost:
+        out.append(f"- wsserver **dropped publisher connections** (close 1011, a session crash) in: {', '.join(lost)}; "
+                   "those cells keep the runs measured before the loss (see profile.md, \"Since then\").")
+    if capped:
+        out.append(f"- The generator plus the peer used both cores in: {', '.join(capped)}. There the peer's "
+                   "ceiling is higher than shown, so wsserver's ratio against it is flattered.")
+    out.append("- wsserver's latency includes the durable commit (an fsync) before fan-out; no peer stores events.")
+    out.append("")
+    return out
+
+
 def write(res: dict, out: Path) -> None:
     m, s = res["machine"], res["scenarios"]
     lines = ["# wsserver benchmark report", ""]
@@ -134,7 +178,7 @@ def write(res: dict, out: Path) -> None:
               "\"bound by\" says who limited the closed loop. Latency is publish→receive at a fixed open-loop "
               "delivery rate, with the send time set to the intended time (no coordinated omission). "
               "wsserver's latency includes the durable commit (SQLite fsync) before fan-out; the peers store nothing."),
-              "", "## Targets (issue 10)", "", *targets(res), "", "## (1) Fan-out", ""]
+              "", "## Targets (issue 10)", "", *targets(res), "", *notes(res), "## (1) Fan-out", ""]
     for size in res["config"]["fanout_sizes"]:
         lines += fanout_rows(s, size)
     lines += ["", "![latency vs delivered rate](plot.png)", "", "## (2) Chat-like", ""]
