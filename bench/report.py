@@ -127,6 +127,8 @@ WHY = {
            "§4); node ws shows the generator's own share (~12 ms p50).",
     "idle": "not profiled yet: ~13 KiB per connection above trio-websocket's own (the session, its tasks, "
             "outbox and subscription); `tracemalloc` on an idle server would say which.",
+    "replay": "the runs spread widely (see §4's min–max): the replay streams the store's pages into the "
+              "outbox with backpressure at half the queue; not profiled yet.",
     "storm": "1,000,000 replayed deliveries in that time: each subscription reads its range from the store "
              "on its own; not profiled yet (sharing one store read among subscriptions replaying the same "
              "channel is the obvious candidate).",
@@ -146,7 +148,7 @@ def notes(res: dict) -> list[str]:
     out = ["Reading the targets:", ""]
     table = "\n".join(targets(res))
     missed = [key for key, needle in (("socket.io", "socket.io on the same"), ("p99", "p99 ≤"), ("idle", "idle memory"),
-                                       ("storm", "reconnect storm"), ("durable", "durable publishes"))
+                                       ("replay", "catch-up of"), ("storm", "reconnect storm"), ("durable", "durable publishes"))
               if any(needle in row and "**missed**" in row for row in table.splitlines())]
     for key in missed:
         out.append(f"- Missed ({key}): {WHY[key]}")
