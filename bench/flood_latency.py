@@ -16,7 +16,14 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LightClient, ServerProcess, env_for_bench, frame, make_token, percentile  # noqa: E402
+from common import (
+    LightClient,
+    ServerProcess,
+    env_for_bench,
+    frame,
+    make_token,
+    percentile,
+)
 
 
 def flooder(port: int, stop_at: float, out) -> None:
@@ -79,7 +86,7 @@ def main() -> None:
             proc.join(30)
             result["with_flood_ms"] = {"p50": percentile(stormy, 50), "p99": percentile(stormy, 99), "n": len(stormy)}
             result["flooder"] = out.get(timeout=5)
-            status, stats = server.api("GET", "/api/v1/stats")
+            _status, stats = server.api("GET", "/api/v1/stats")
             result["server_connections_after"] = stats["nodes"][0]["connections"]
         finally:
             server.stop()
