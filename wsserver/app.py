@@ -104,7 +104,10 @@ class Server:
             verifier=TokenVerifier(config, wall_clock),
             wall_clock=wall_clock,
         )
-        self.metrics.gauge_fn("wsserver_sessions", "Live sessions in the hub", lambda: len(self.hub.sessions))
+        # Read from the hub when scraped (never drifts from the truth): open WebSocket connections.
+        # `wsserver_sessions` is the same figure under its first name, kept for existing dashboards.
+        for name in ("wsserver_connections", "wsserver_sessions"):
+            self.metrics.gauge_fn(name, "Open WebSocket connections (live sessions)", lambda: len(self.hub.sessions))
         self.presence = ClusterPresence(self.link, self.node, interval=interval) if self.link else None
         self._shutdown = trio.Event()
 

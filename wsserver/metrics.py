@@ -12,7 +12,6 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.connections = Gauge("wsserver_connections", "Open WebSocket connections", registry=r)
         self.connections_total = Counter("wsserver_connections_opened", "WebSocket connections accepted", registry=r)
         self.handshakes_refused = Counter(
             "wsserver_handshakes_refused", "WebSocket handshakes refused", ["reason"], registry=r

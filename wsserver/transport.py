@@ -360,7 +360,7 @@ class _SupervisedServer(WebSocketServer):
             await self._run_connection(stream)
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away: nothing to report
-        except Exception as exc:  # noqa: BLE001 - the boundary: log it, keep serving others
+        except Exception as exc:  # the boundary: log it, keep serving others
             if isinstance(exc, ExceptionGroup) and not exc.subgroup(
                 lambda e: not isinstance(e, (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError))
             ):

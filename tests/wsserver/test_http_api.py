@@ -120,7 +120,7 @@ async def test_healthz_and_metrics(server):
     text = (await server.api("GET", "/metrics", key=None)).text
     for needle in ["wsserver_connections_opened_total", "wsserver_frames_in_total", "wsserver_frames_out_total",
                    'wsserver_auth_failures_total{reason="malformed"}', 'wsserver_closes_total{code="4001"}',
-                   'wsserver_publishes_total{source="http"} 1.0', "wsserver_sessions 1.0"]:
+                   'wsserver_publishes_total{source="http"} 1.0', "wsserver_sessions 1.0", "wsserver_connections 1.0"]:
         assert needle in text, needle
     await client.aclose()
 
