@@ -133,7 +133,9 @@ async def test_healthz_goes_red_while_draining(server):
         while not server.node.hub.sessions:
             await trio.sleep(0.01)
     server.server.request_shutdown()
-    await trio.sleep(0.05)
+    with trio.fail_after(5):
+        while not server.node.draining:  # the drain starts on the server's next turn
+            await trio.lowlevel.checkpoint()
     r = await server.api("GET", "/healthz", key=None)
     assert r.status_code == 503 and r.json()["status"] == "draining"
     sock.close()
