@@ -474,10 +474,12 @@ def _http_models() -> dict[str, dict[str, Any]]:
         add(cls, _HTTP_DIRECTION.get(cls, "server"))
     models["Health"] = {
         "type": "object",
-        "description": "`/healthz` body: `ok` while serving; `draining` or `unhealthy` with status 503",
+        "description": "`/healthz` body: `ok` while serving; `draining` or `unhealthy` with status 503 and the "
+        "`reason` in plain words",
         "properties": {
             "status": {"type": "string", "enum": ["ok", "draining", "unhealthy"]},
             "nodeId": {"type": "string"},
+            "reason": {"type": "string", "description": "why the node cannot serve publishes (503 only)"},
         },
         "required": ["status", "nodeId"],
     }
@@ -507,7 +509,8 @@ def _http_calls() -> tuple[HttpCall, ...]:
             "same answer and stores nothing new.",
             True, (), "PublishRequest",
             ((200, "published (or the stored answer for a repeated id)", "PublishResponse", json), bad,
-             unauthorised, (413, "body too large", err, json), (503, "storage unavailable: retry with the same id", err, json)),
+             unauthorised, (413, "body too large (refused while it streams, before it is read whole)", err, json),
+             (503, "storage unavailable: retry with the same id (the message says so in plain words)", err, json)),
         ),
         HttpCall(
             "PUT", "/api/v1/channels/{channel}/snapshot", "Store a channel snapshot",
@@ -548,7 +551,10 @@ def _http_calls() -> tuple[HttpCall, ...]:
             "seq lag) and channels.",
             True, (), None, ((200, "statistics", "Stats", json), unauthorised),
         ),
-        HttpCall("GET", "/healthz", "Health", "200 while serving; 503 while draining or unhealthy.", False, (), None,
+        HttpCall("GET", "/healthz", "Health",
+                 "200 while serving; 503 with the reason while draining or while the node cannot accept publishes "
+                 "(its store refuses writes, e.g. a full disk; Redis unreachable; the backplane not delivering). "
+                 "It turns back to 200 by itself once the cause is gone.", False, (), None,
                  ((200, "serving", "Health", json), (503, "draining or unhealthy", "Health", json))),
         HttpCall("GET", "/metrics", "Prometheus metrics", "Prometheus text exposition format.", False, (), None,
                  ((200, "metrics", None, "text/plain; version=0.0.4"),)),
@@ -598,6 +604,7 @@ def build_catalog() -> Catalog:
             "historyMaxEvents": defaults.history_max_events,
             "maxChannelsPerConnection": defaults.max_channels_per_connection,
             "sendQueueSize": defaults.send_queue_size,
+            "sendQueueBytes": defaults.send_queue_bytes,
             "maxIdLength": protocol.MAX_ID_LENGTH,
             "maxChannelLength": protocol.MAX_CHANNEL_LENGTH,
             "maxEventTypeLength": protocol.MAX_EVENT_TYPE_LENGTH,

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -16,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
+#: Passed as httpx's ``verify`` for the plain-http API: httpx would otherwise build a fresh TLS
+#: context (~70 ms) for every client a test creates.
+PLAIN_HTTP = ssl.create_default_context()
 
 SECRET = "test-secret-" + "x" * 32
 API_KEY = "test-api-key-123"
@@ -133,6 +138,11 @@ class ServerProcess:
         except urllib.error.HTTPError as e:
             raw = e.read()
             return e.code, (json.loads(raw) if raw else None)
+
+    def metrics(self) -> str:
+        """The Prometheus text of ``/metrics``."""
+        with urllib.request.urlopen(f"{self.api_url}/metrics", timeout=10) as r:
+            return r.read().decode()
 
     def publish(self, channel: str, event: str = "message.new", data: dict | None = None, id: str | None = None) -> dict:
         body: dict[str, Any] = {"channel": channel, "event": event, "data": data or {}}

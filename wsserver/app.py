@@ -70,7 +70,7 @@ class Server:
     """
 
     def __init__(self, config: Config, *, wall_clock: Callable[[], float] = time.time, trim_interval: float = 5.0) -> None:
-        if config.api_key is None or (config.jwt_secret is None and config.jwt_public_key is None):
+        if config.api_key is None or not config.has_jwt_key:
             raise ValueError("Server needs api_key and a JWT key; see wsserver.credentials.resolve_credentials")
         self.config = config
         self.wall_clock = wall_clock
@@ -131,6 +131,8 @@ class Server:
         ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         async with trio.open_nursery() as root:
             await root.start(self.store.run)
+            if self.node.verifier.keyset is not None and self.node.verifier.keyset.is_url:
+                await root.start(self.node.verifier.keyset.run)
             await root.start(self.backplane.run)
             if self.presence is not None:
                 await root.start(self.presence.run)
@@ -143,7 +145,13 @@ class Server:
                     max_connections_per_ip=config.max_connections_per_ip,
                     max_connections_per_user=config.max_connections_per_user,
                     connection_rate=config.connection_rate,
+                    max_handshakes=config.max_handshakes,
                 )
+            )
+            self.admission = admission
+            self.metrics.gauge_fn(
+                "wsserver_handshakes_in_progress", "TCP connections accepted whose WebSocket upgrade is not done",
+                lambda: admission.handshaking,
             )
             async with trio.open_nursery() as sessions:
                 listener = trio.CancelScope()

@@ -1,5 +1,6 @@
-"""JWT verification (algorithm allow-list from configuration only, aud/iss, an injectable wall
-clock) and the grants a token carries: `channels` / `publish` glob patterns with `{sub}`.
+"""JWT verification (algorithm allow-list from configuration only, aud/iss, leeway, keys by
+`kid` from a JWKS, an injectable wall clock) and the grants a token carries: `channels` /
+`publish` glob patterns with `{sub}` (``wsserver.globs``).
 
 Never logs a token: errors name the reason, not the input.
 """
@@ -18,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from wsserver.config import Config
+from wsserver.globs import compile_glob, sub_pattern_problem
+from wsserver.jwks import KeySet
 
 #: Longest token we try to parse; longer ones are refused before any decoding.
 MAX_TOKEN_LENGTH: Final = 16 * 1024
@@ -35,30 +38,6 @@ class AuthError(Exception):
         self.reason = reason
 
 
-def compile_glob(pattern: str, sub: str | None = None) -> re.Pattern[str]:
-    """Compiles a channel pattern: `*` matches any run of characters (dots included) and is the
-    only wildcard; `{sub}` stands for ``sub`` taken literally (a `*` in a sub matches only `*`)."""
-    parts = []
-    for literal in pattern.split("*"):
-        if sub is not None:
-            parts.append("".join(re.escape(piece) if i % 2 == 0 else re.escape(sub)
-                                 for i, piece in enumerate(_split_sub(literal))))
-        else:
-            parts.append(re.escape(literal))
-    return re.compile(".*".join(parts), re.DOTALL)
-
-
-def _split_sub(literal: str) -> list[str]:
-    # "a{sub}b{sub}" -> ["a", "{sub}", "b", "{sub}", ""]; odd indexes are the placeholders.
-    pieces = literal.split("{sub}")
-    out: list[str] = []
-    for i, piece in enumerate(pieces):
-        if i:
-            out.append("{sub}")
-        out.append(piece)
-    return out
-
-
 @frozen
 class Grants:
     """What a token allows: channels to subscribe to and to publish on."""
@@ -68,10 +47,15 @@ class Grants:
 
     @classmethod
     def from_patterns(cls, sub: str, channels: Iterable[str], publish: Iterable[str]) -> Grants:
-        return cls(
-            tuple(compile_glob(p, sub) for p in channels),
-            tuple(compile_glob(p, sub) for p in publish),
-        )
+        """Raises AuthError for a `{sub}` pattern that could reach another user's channels."""
+        compiled = []
+        for patterns in (channels, publish):
+            for pattern in patterns:
+                problem = sub_pattern_problem(pattern)
+                if problem:
+                    raise AuthError("malformed_claim", problem)
+            compiled.append(tuple(compile_glob(p, sub) for p in patterns))
+        return cls(compiled[0], compiled[1])
 
     def can_subscribe(self, channel: str) -> bool:
         return any(p.fullmatch(channel) for p in self.subscribe)
@@ -82,11 +66,13 @@ class Grants:
 
 @frozen
 class Claims:
-    """The verified parts of a token the server uses."""
+    """The verified parts of a token the server uses. ``expires`` (seconds since the Unix
+    epoch) is the token's `exp` plus the configured leeway: the connection's deadline."""
 
     sub: str
-    exp: float  # seconds since the Unix epoch
+    exp: float
     grants: Grants
+    expires: float = 0.0
 
 
 def _pattern_claim(payload: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -103,20 +89,30 @@ def _pattern_claim(payload: dict[str, Any], name: str) -> tuple[str, ...]:
 class TokenVerifier:
     """Verifies client JWTs against the configured key(s).
 
+    One configured key (``jwt_secret`` for HS256, ``jwt_public_key`` for RS256/ES256) verifies
+    every token, and a `kid` in the header is then ignored (unless ``jwt_key_id`` pins one).
+    With a JWKS (``jwt_jwks``), a token's `kid` selects its key; an unknown `kid` makes the
+    JWKS be re-read (at most once a minute, see ``wsserver.jwks``) and is then `auth_failed`.
+
     Args:
-        config: jwt_secret (HS256) and/or jwt_public_key (RS256 or ES256, by key type),
-            jwt_audience, jwt_issuer, jwt_leeway, jwt_key_id.
+        config: jwt_secret, jwt_public_key, jwt_jwks, jwt_audience, jwt_issuer, jwt_leeway, jwt_key_id.
         wall_clock: seconds since the Unix epoch; tests pass a clock tied to Trio's MockClock.
+        keyset: the JWKS keys (built from ``config.jwt_jwks`` when not given).
     """
 
-    def __init__(self, config: Config, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, wall_clock: Callable[[], float] = time.time, keyset: KeySet | None = None) -> None:
         self._keys: dict[str, Any] = {}
         if config.jwt_secret:
             self._keys["HS256"] = config.jwt_secret.encode()
         if config.jwt_public_key:
             key = load_public_key(config.jwt_public_key)
             self._keys["RS256" if isinstance(key, rsa.RSAPublicKey) else "ES256"] = key
-        if not self._keys:
+        self.keyset = keyset
+        if self.keyset is None and config.jwt_jwks:
+            self.keyset = KeySet(config.jwt_jwks)
+            if not self.keyset.is_url:
+                self.keyset.load_file_now()  # a bad file stops the server at start, with the reason
+        if not self._keys and self.keyset is None:
             raise ValueError("no JWT key configured")
         self._audience = config.jwt_audience
         self._issuer = config.jwt_issuer
@@ -128,6 +124,36 @@ class TokenVerifier:
     def algorithms(self) -> tuple[str, ...]:
         return tuple(self._keys)
 
+    async def authenticate(self, token: str) -> Claims:
+        """``verify``, re-reading the JWKS once (rate-limited) when the token names an unknown key."""
+        try:
+            return self.verify(token)
+        except AuthError as exc:
+            if exc.reason != "unknown_kid" or self.keyset is None:
+                raise
+        await self.keyset.refresh()
+        return self.verify(token)
+
+    def _key_for(self, header: dict[str, Any]) -> tuple[Any, str]:
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str):
+            raise AuthError("algorithm", "token header has no algorithm")
+        if self.keyset is not None and (kid is not None or not self._keys):
+            if not isinstance(kid, str) or not kid:
+                raise AuthError("unknown_kid", "token has no key id (`kid`); the server selects keys by `kid`")
+            jwk = self.keyset.get(kid)
+            if jwk is None:
+                raise AuthError("unknown_kid", "token key id (`kid`) is not a known key")
+            if alg != jwk.algorithm_name:
+                raise AuthError("algorithm", f"token algorithm {alg[:16]!r} does not match its key's ({jwk.algorithm_name})")
+            return jwk, alg
+        key = self._keys.get(alg)
+        if key is None:
+            raise AuthError("algorithm", f"token algorithm {alg[:16]!r} not accepted (accepted: {', '.join(self._keys)})")
+        if self._kid is not None and kid != self._kid:
+            raise AuthError("unknown_kid", "token key id (`kid`) is not the configured key id")
+        return key, alg
+
     def verify(self, token: str) -> Claims:
         """Returns the token's claims, or raises AuthError with a reason label."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
@@ -136,15 +162,7 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise AuthError("malformed", "token is not a well-formed JWT") from None
-        alg = header.get("alg")
-        key = self._keys.get(alg) if isinstance(alg, str) else None
-        if key is None:
-            raise AuthError(
-                "algorithm", f"token algorithm {str(alg)[:16]!r} not accepted (accepted: {', '.join(self._keys)})"
-            )
-        kid = header.get("kid")
-        if kid is not None and kid != self._kid:
-            raise AuthError("unknown_kid", "token key id (`kid`) is not a configured key")
+        key, alg = self._key_for(header)
         try:
             payload = jwt.decode(
                 token,
@@ -188,7 +206,7 @@ class TokenVerifier:
             if nbf - self._leeway > now:
                 raise AuthError("not_yet_valid", "token is not valid yet (`nbf`)")
         grants = Grants.from_patterns(sub, _pattern_claim(payload, "channels"), _pattern_claim(payload, "publish"))
-        return Claims(sub=sub, exp=float(exp), grants=grants)
+        return Claims(sub=sub, exp=float(exp), grants=grants, expires=float(exp) + self._leeway)
 
 
 def load_public_key(path: str) -> Any:

@@ -127,6 +127,9 @@ class Config:
     jwt_issuer: str | None = _opt("str", "required `iss` claim, if set", default=None)
     jwt_leeway: float = _opt("duration", "clock skew allowed on exp/nbf (at most 60s)", default=0.0)
     jwt_key_id: str | None = _opt("str", "the only `kid` accepted in token headers, if set", default=None)
+    jwt_jwks: str | None = _opt(
+        "str", "JWKS file or https:// URL: token keys selected by `kid` (re-read on an unknown kid)", default=None
+    )
     redis_url: str | None = _opt("secret", "Redis URL for multi-node mode (none: embedded single node)", default=None)
     node_id: str | None = _opt("str", "this node's name in stats (default: hostname:port)", default=None)
     data_dir: str = _opt("path", "directory of the embedded durable event log", default="./data")
@@ -144,13 +147,23 @@ class Config:
     tls_cert: str | None = _opt("path", "PEM certificate chain: serve wss:// directly", default=None)
     tls_key: str | None = _opt("path", "PEM private key for tls_cert", default=None)
     send_queue_size: int = _opt("int", "outgoing frames queued per connection before close 4009", default=2048)
+    send_queue_bytes: int = _opt(
+        "int", "outgoing bytes queued per connection before close 4009 (frames are shared, not copied)",
+        default=4 * 1024 * 1024,
+    )
     max_channels_per_connection: int = _opt("int", "subscriptions per connection", default=128)
+    catch_up_concurrency: int = _opt(
+        "int", "replay pages in memory at once per node (each at most 256 KiB); more catch-ups wait", default=128
+    )
     max_connections: int = _opt("int", "connections per node (more: handshake refused with 503)", default=100_000)
     max_connections_per_ip: int = _opt(
         "int", "connections per client IP (carrier NAT puts many phones behind one)", default=1000
     )
     max_connections_per_user: int = _opt("int", "connections per user (`sub`); more: close 4029", default=20)
     connection_rate: float = _opt("float", "new connections per second per node (more: 503)", default=1000.0)
+    max_handshakes: int = _opt(
+        "int", "handshakes in progress per node, counted from the TCP accept (more: dropped at once)", default=2000
+    )
     rate_limit_frames: float = _opt("float", "client frames per second per connection (burst: 2 s)", default=100.0)
     rate_limit_bytes: float = _opt("float", "client bytes per second per connection (burst: 2 s)", default=1_048_576.0)
     max_json_depth: int = _opt("int", "deepest nesting of publish data and snapshot state", default=32)
@@ -165,12 +178,16 @@ class Config:
     @property
     def dev_mode(self) -> bool:
         """True when credentials are missing and will be generated for development."""
-        return self.api_key is None or (self.jwt_secret is None and self.jwt_public_key is None)
+        return self.api_key is None or not self.has_jwt_key
+
+    @property
+    def has_jwt_key(self) -> bool:
+        return self.jwt_secret is not None or self.jwt_public_key is not None or self.jwt_jwks is not None
 
 
 @functools.cache
 def _retention_lookup(config: Config):
-    from wsserver.auth import compile_glob
+    from wsserver.globs import compile_glob
 
     default = Retention(config.history_ttl, config.history_max_events)
     rules = [
@@ -317,7 +334,9 @@ def validate(config: Config) -> None:
         raise bad("history_max_events", "must be at least 1")
     if config.send_queue_size < 16:
         raise bad("send_queue_size", "must be at least 16")
-    for key in ("max_channels_per_connection", "max_connections", "max_connections_per_ip", "max_connections_per_user"):
+    if config.send_queue_bytes < 2 * config.max_message_size:
+        raise bad("send_queue_bytes", "must be at least twice max_message_size")
+    for key in ("max_channels_per_connection", "catch_up_concurrency", "max_handshakes", "max_connections", "max_connections_per_ip", "max_connections_per_user"):
         if getattr(config, key) < 1:
             raise bad(key, "must be at least 1")
     for key in ("connection_rate", "rate_limit_frames", "rate_limit_bytes"):
@@ -333,6 +352,12 @@ def validate(config: Config) -> None:
         path = getattr(config, key)
         if path is not None and not Path(path).is_file():
             raise bad(key, f"file {path} not found")
+    if config.jwt_jwks is not None:
+        from wsserver.jwks import check_source
+
+        problem = check_source(config.jwt_jwks)
+        if problem:
+            raise bad("jwt_jwks", problem)
     if config.jwt_secret is not None and len(config.jwt_secret) < 16:
         raise bad("jwt_secret", "must be at least 16 characters")
     if config.api_key is not None and len(config.api_key) < 8:

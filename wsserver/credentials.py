@@ -58,6 +58,6 @@ def resolve_credentials(config: Config, *, create: bool = True) -> tuple[Config,
     updates = {}
     if config.api_key is None:
         updates["api_key"] = stored["api_key"]
-    if config.jwt_secret is None and config.jwt_public_key is None:
+    if not config.has_jwt_key:
         updates["jwt_secret"] = stored["jwt_secret"]
     return attrs.evolve(config, **updates), True

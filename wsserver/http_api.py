@@ -42,6 +42,8 @@ log = logging.getLogger("wsserver.http")
 #: Most events one history call returns.
 MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
+#: What an API caller is told when storage fails (the details go to the log, never to callers).
+STORAGE_UNAVAILABLE: Final = "event storage is unavailable right now; retry later (a publish with the same id)"
 
 
 def _valid_id(_inst: object, _attr: object, value: str | None) -> None:
@@ -140,10 +142,23 @@ def build_app(node: Node, api_key: str) -> Starlette:
         scheme, _, given = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
 
+    async def read_body(request: Request) -> bytes:
+        """The body, read as a stream and refused as soon as it passes ``max_body`` (a declared
+        Content-Length over it is refused before reading anything)."""
+        too_large = _Refused(ErrorCode.PAYLOAD_TOO_LARGE, f"request body larger than {max_body} bytes")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def body_as(request: Request, cls: type) -> Any:
-        raw = await request.body()
-        if len(raw) > max_body:
-            raise _Refused(ErrorCode.PAYLOAD_TOO_LARGE, f"request body larger than {max_body} bytes")
+        raw = await read_body(request)
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -171,7 +186,8 @@ def build_app(node: Node, api_key: str) -> Starlette:
             except _Refused as exc:
                 return _error(exc.code, str(exc), exc.status)
             except StoreUnavailable as exc:
-                return _error(ErrorCode.UNAVAILABLE, str(exc))
+                log.warning("%s %s: storage unavailable: %s", request.method, request.url.path, exc)
+                return _error(ErrorCode.UNAVAILABLE, STORAGE_UNAVAILABLE)
 
         return endpoint
 
@@ -242,9 +258,11 @@ def build_app(node: Node, api_key: str) -> Starlette:
         return _json(node_stats(node))
 
     async def healthz(request: Request) -> Response:
-        if node.healthy():
+        problem = node.health_problem()
+        if not problem:
             return _json({"status": "ok", "nodeId": node.node_id})
-        return _json({"status": "draining" if node.draining else "unhealthy", "nodeId": node.node_id}, 503)
+        status = "draining" if node.draining else "unhealthy"
+        return _json({"status": status, "nodeId": node.node_id, "reason": problem}, 503)
 
     async def metrics(request: Request) -> Response:
         return Response(node.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

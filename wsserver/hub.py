@@ -84,6 +84,7 @@ class Hub:
             return False
         sub.state = SubState.RECOVERING
         sub.buffer = [] if seen is None else [seen]
+        sub.buffer_bytes = 0 if seen is None else len(seen.frame)
         sub.session.request_repair(sub)
         return True
 

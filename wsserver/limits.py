@@ -73,17 +73,42 @@ class AdmissionLimits:
     max_connections_per_ip: int
     max_connections_per_user: int
     connection_rate: float  # new connections per second (burst: two seconds' worth)
+    max_handshakes: int = 1 << 62  # TCP connections accepted whose upgrade is not done yet
 
 
 class Admission:
-    """Counts live connections per node, per IP and per user, and rate-limits new ones."""
+    """Counts live connections per node, per IP and per user, and rate-limits new ones; counts
+    handshakes in progress from the moment the TCP connection is accepted (a slowloris client
+    holds a socket for the whole handshake deadline before any upgrade check could see it)."""
 
     def __init__(self, limits: AdmissionLimits) -> None:
         self.limits = limits
         self.total = 0
         self.per_ip: Counter[str] = Counter()
         self.per_user: Counter[str] = Counter()
+        self.handshaking = 0
+        self.handshaking_per_ip: Counter[str] = Counter()
         self._rate = TokenBucket(limits.connection_rate, 2 * limits.connection_rate, trio.current_time())
+
+    def begin_handshake(self, ip: str) -> str | None:
+        """Counts an accepted TCP connection until ``end_handshake``; returns why it must be
+        dropped at once instead (and counts nothing). One address may hold at most an eighth of
+        the handshake slots, so one slowloris source cannot lock everyone else out. (The limits
+        on established connections are checked at the upgrade request, answered with 503.)"""
+        limits = self.limits
+        if self.handshaking >= limits.max_handshakes:
+            return "too many handshakes in progress"
+        if self.handshaking_per_ip[ip] >= max(8, limits.max_handshakes // 8):
+            return "too many handshakes in progress from this address"
+        self.handshaking += 1
+        self.handshaking_per_ip[ip] += 1
+        return None
+
+    def end_handshake(self, ip: str) -> None:
+        self.handshaking -= 1
+        self.handshaking_per_ip[ip] -= 1
+        if self.handshaking_per_ip[ip] <= 0:
+            del self.handshaking_per_ip[ip]
 
     def admit(self, ip: str) -> str | None:
         """Counts a new connection from ``ip``; returns why it is refused (and counts nothing)."""

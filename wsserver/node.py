@@ -70,6 +70,8 @@ class Node:
         self.node_id = config.node_id or f"{socket.gethostname()}:{config.port}"
         self.started_at = wall_clock()
         self.draining = False
+        #: catch-ups (subscribe replays and repairs) reading and writing a page at the same time
+        self.catch_up_slots = trio.CapacityLimiter(config.catch_up_concurrency)
         #: the other nodes' latest stats (multi-node mode: refreshed by the cluster presence)
         self.peers: list[Stats] = []
 
@@ -169,8 +171,18 @@ class Node:
         return window_allows(after_seq, pos.head_seq, None if nxt is None else nxt.timestamp, now, retention)
 
     def healthy(self) -> bool:
-        """Serving: the store is open and the node is not draining."""
-        return bool(getattr(self.store, "healthy", True)) and self.backplane.healthy and not self.draining
+        """Serving: the store takes writes, the backplane delivers, and the node is not draining."""
+        return not self.health_problem()
+
+    def health_problem(self) -> str:
+        """Why this node cannot serve publishes right now, in plain words ("" when it can)."""
+        if self.draining:
+            return "draining: the node is shutting down"
+        if not self.store.healthy:
+            return self.store.problem or "the event store is not available"
+        if not self.backplane.healthy:
+            return "the backplane is not delivering: " + (self.backplane.statistics().detail or "not connected")
+        return ""
 
     def disconnect(self, *, user_id: str | None, connection_id: str | None, code: int, reason: str) -> int:
         """Closes matching sessions with ``code``; returns how many."""

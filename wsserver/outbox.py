@@ -1,8 +1,10 @@
-"""The bounded per-connection send queue between the fan-out path and the connection's writer.
+"""The bounded per-connection send queue between the fan-out path and the connection's writer,
+bounded in frames **and in bytes** (a frame may be up to 16 MiB; a count alone bounds nothing).
 
 Live events are offered without waiting (``offer``; a full queue is a slow consumer → close
 4009); replies and replay frames ``put`` with backpressure, waiting while the queue is more than
-half full so that a long replay never crowds out the room live events need.
+half full (in frames or bytes), so that a long replay never crowds out the room live events need.
+Queued event frames are the event's shared wire bytes (encoded once), never copies.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from attrs import frozen
 if TYPE_CHECKING:
     from wsserver.subscription import Subscription
 
-#: (wire bytes, the subscription it advances or None, the seq it carries or 0)
-Item = tuple[bytes, "Subscription | None", int]
+#: (frame header, frame payload, the subscription it advances or None, the seq it carries or 0);
+#: the payload of an event is its shared JSON, never a copy.
+Item = tuple[bytes, bytes, "Subscription | None", int]
 
 
 @frozen
@@ -24,75 +27,127 @@ class OutboxStatistics:
     queued: int
     capacity: int
     peak: int
+    queued_bytes: int = 0
+    capacity_bytes: int = 0
 
 
 class Outbox:
     """A list with two wake-up points: the writer waits for data, ``put`` waits for room.
 
-    The writer takes everything queued at once by swapping the list (O(1), and an empty list
-    costs a fraction of an empty deque on each of many idle connections)."""
+    The writer takes a prefix of the queue at once (at most ``max_bytes`` of it): the items stay
+    the shared frame bytes, and the socket gets them in one vectored write."""
 
-    __slots__ = ("_items", "capacity", "_soft_limit", "_writer_lot", "_space_lot", "closed", "peak")
+    __slots__ = (
+        "_items", "capacity", "capacity_bytes", "_soft_limit", "_soft_bytes", "_writer_lot", "_space_lot",
+        "closed", "peak", "bytes", "writing", "_flush_lot",
+    )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, capacity_bytes: int = 1 << 62) -> None:
         self._items: list[Item] = []
         self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
         self._soft_limit = max(1, capacity // 2)
+        self._soft_bytes = max(1, capacity_bytes // 2)
         self._writer_lot = trio.lowlevel.ParkingLot()
         self._space_lot: trio.lowlevel.ParkingLot | None = None  # created by the first waiting put()
         self.closed = False
         self.peak = 0
+        self.bytes = 0
+        self.writing = False  # the writer holds a batch it has not finished writing
+        self._flush_lot: trio.lowlevel.ParkingLot | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def offer(self, item: Item) -> bool:
-        """Queues a live frame without waiting; False when the queue is full (slow consumer)."""
+    def _push(self, item: Item) -> None:
         items = self._items
-        if len(items) >= self.capacity or self.closed:
-            return False
         items.append(item)
+        self.bytes += len(item[0]) + len(item[1])
         if len(items) > self.peak:
             self.peak = len(items)
         if self._writer_lot:  # unpark() costs even with nobody parked (hot path)
             self._writer_lot.unpark()
+
+    def offer(self, item: Item) -> bool:
+        """Queues a live frame without waiting; False when the queue is full (slow consumer)."""
+        if len(self._items) >= self.capacity or self.bytes + len(item[1]) > self.capacity_bytes or self.closed:
+            return False
+        self._push(item)
         return True
 
-    async def put(self, item: Item) -> None:
-        """Queues a reply or replay frame, waiting while the queue is over half full."""
-        while len(self._items) >= self._soft_limit and not self.closed:
+    def has_room(self) -> bool:
+        """Below the soft limits (half the capacity, in frames and in bytes), or closed."""
+        return self.closed or (len(self._items) < self._soft_limit and self.bytes < self._soft_bytes)
+
+    async def room(self) -> None:
+        """Waits until ``has_room()``; always a checkpoint."""
+        while not self.has_room():
             if self._space_lot is None:
                 self._space_lot = trio.lowlevel.ParkingLot()
             await self._space_lot.park()
-        if self.closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._items.append(item)
-        if len(self._items) > self.peak:
-            self.peak = len(self._items)
-        if self._writer_lot:
-            self._writer_lot.unpark()
         await trio.lowlevel.checkpoint()
 
-    async def take(self) -> list[Item]:
-        """Everything queued; [] once closed and drained."""
+    def push(self, item: Item) -> None:
+        """Queues a frame at once (after ``room()``: the caller checks what may have changed while
+        it waited, e.g. that its subscription still exists). Ignored once closed."""
+        if not self.closed:
+            self._push(item)
+
+    async def put(self, item: Item) -> None:
+        """Queues a reply frame, waiting while the queue is over its soft limits."""
+        await self.room()
+        self.push(item)
+
+    async def take(self, max_bytes: int = 1 << 62) -> list[Item]:
+        """The oldest queued items, at least one and at most ``max_bytes`` in all when there is
+        more than one; [] once closed and drained."""
         while not self._items:
             if self.closed:
                 return []
             await self._writer_lot.park()
-        batch, self._items = self._items, []
+        items = self._items
+        if self.bytes <= max_bytes:
+            batch, self._items, self.bytes = items, [], 0
+        else:
+            size, n = len(items[0][0]) + len(items[0][1]), 1
+            while n < len(items) and size + len(items[n][0]) + len(items[n][1]) <= max_bytes:
+                size += len(items[n][0]) + len(items[n][1])
+                n += 1
+            batch, self._items = items[:n], items[n:]
+            self.bytes -= size
         if self._space_lot:
             self._space_lot.unpark_all()
+        self.writing = True
         return batch
+
+    def written(self) -> None:
+        """The writer finished writing its last batch to the socket."""
+        self.writing = False
+        if self._flush_lot and not self._items:
+            self._flush_lot.unpark_all()
+
+    async def flushed(self) -> None:
+        """Waits until everything queued so far has been written to the socket (or closed)."""
+        while (self._items or self.writing) and not self.closed:
+            if self._flush_lot is None:
+                self._flush_lot = trio.lowlevel.ParkingLot()
+            await self._flush_lot.park()
+        await trio.lowlevel.checkpoint()
 
     def close(self, *, discard: bool = False) -> None:
         """No more frames; the writer drains what is queued (or nothing, with ``discard``)."""
         self.closed = True
         if discard:
             self._items = []
+            self.bytes = 0
         self._writer_lot.unpark_all()
         if self._space_lot is not None:
             self._space_lot.unpark_all()
+        if self._flush_lot is not None:
+            self._flush_lot.unpark_all()
 
     def statistics(self) -> OutboxStatistics:
-        return OutboxStatistics(queued=len(self._items), capacity=self.capacity, peak=self.peak)
+        return OutboxStatistics(
+            queued=len(self._items), capacity=self.capacity, peak=self.peak, queued_bytes=self.bytes,
+            capacity_bytes=self.capacity_bytes,
+        )

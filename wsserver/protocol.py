@@ -465,6 +465,17 @@ def describe_structure_error(exc: BaseException) -> str:
     return "; ".join(problems)
 
 
+def frame_ref(text: str | bytes) -> str | None:
+    """The `id` of a client frame that will not be decoded further (e.g. refused by the rate
+    limit), so that its `error` can name it; None when there is none to read."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    ref = obj.get("id") if type(obj) is dict else None
+    return ref if isinstance(ref, str) and 0 < len(ref) <= MAX_ID_LENGTH else None
+
+
 def decode_client_frame(text: str | bytes) -> ClientFrame | DecodeError:
     """Parses one client text frame into its attrs class, or says why it cannot."""
     try:

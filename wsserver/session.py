@@ -39,6 +39,7 @@ from wsserver.protocol import (
     decode_client_frame,
     encode,
     error_frame,
+    frame_ref,
     new_id,
     now_ms,
 )
@@ -48,19 +49,29 @@ from wsserver.outbox import Outbox
 from wsserver.recovery import merge_buffer
 from wsserver.store.base import AppendResult, PendingAppend, StoreUnavailable
 from wsserver.subscription import SubState, Subscription
-from wsserver.transport import ConnectionClosed, PongWaiter, WsTransport, text_frame
+from wsserver.framing import text_header
+from wsserver.transport import ConnectionClosed, PongWaiter, WsTransport
 
 if TYPE_CHECKING:
     from wsserver.node import Node
 
 log = logging.getLogger("wsserver.session")
 
-#: Events read from the store per page during a replay (each page streams through the outbox).
+#: Events read from the store per page during a replay (each page streams through the outbox)...
 REPLAY_PAGE: Final = 500
+#: ...and at most this many bytes of them (a page of 500 events of 64 KiB would be 32 MiB).
+REPLAY_PAGE_BYTES: Final = 256 * 1024
+#: Seconds a catching-up client gets to take one page before it counts as a slow consumer.
+CATCH_UP_STALL: Final = 15.0
 #: Seconds the writer gets to flush queued frames before a close frame; then the TCP is cut.
 FLUSH_TIMEOUT: Final = 2.0
 #: Times a subscription's position may be re-planned in a row (trimming or epoch races).
 MAX_REPLANS: Final = 3
+#: What a client is told when storage fails (never the internal details: they go to the log).
+PUBLISH_UNAVAILABLE: Final = "publish not stored: event storage is unavailable right now; send it again later with the same id"
+SUBSCRIBE_UNAVAILABLE: Final = "subscribe failed: event storage is unavailable right now; try again later"
+#: The `error rate_limited` message: the frame was not processed and may be sent again.
+RATE_LIMITED_MESSAGE: Final = "too many frames or bytes per second: this frame was not processed; send it again shortly"
 #: Client publishes of one connection queued for the store before its reader waits.
 MAX_PUBLISHES_IN_FLIGHT: Final = 64
 
@@ -86,7 +97,7 @@ class Session:
         self.id = secrets.token_hex(8)
         self.remote = transport.remote
         self.query_token = query_token
-        self.outbox = Outbox(node.config.send_queue_size)
+        self.outbox = Outbox(node.config.send_queue_size, node.config.send_queue_bytes)
         self.subscriptions: dict[str, Subscription] = {}
         self.claims: Claims | None = None
         self.user_id: str | None = None
@@ -201,18 +212,19 @@ class Session:
         outbox, transport, metrics = self.outbox, self.transport, self.node.metrics
         try:
             while batch := await outbox.take():
-                data = b"".join([item[0] for item in batch])
+                frames = [part for item in batch for part in item[:2]]
                 try:
-                    await transport.send_wire(data)
+                    await transport.send_frames(frames)
                 except ConnectionClosed:
                     outbox.close(discard=True)
                     self.close_soon(1006, "connection lost")
                     return
-                for _wire, sub, seq in batch:
+                for _head, _body, sub, seq in batch:
                     if sub is not None and seq > sub.last_sent_seq:
                         sub.last_sent_seq = seq
+                outbox.written()
                 metrics.frames_out.inc(len(batch))
-                metrics.bytes_out.inc(len(data))
+                metrics.bytes_out.inc(sum(map(len, frames)))
         finally:
             self._writer_done.set()
 
@@ -238,11 +250,12 @@ class Session:
             self.frames_in += 1
             self.node.metrics.frames_in.inc()
             if not self._limiter.allow(len(message)):
+                # Never dropped silently (CONTRACT §4): the request is answered with its `ref`, so
+                # the client knows to send it again; a flood is cut by 4029 after FLOOD_STRIKES.
+                await self._error(ErrorCode.RATE_LIMITED, RATE_LIMITED_MESSAGE, frame_ref(message))
                 if self._limiter.flooding:
                     self.close_soon(CloseCode.RATE_LIMITED, "rate limited: too many frames")
                     return
-                if self._limiter.strikes == 1:  # one error per streak: never amplify a flood
-                    await self._error(ErrorCode.RATE_LIMITED, "too many frames or bytes per second; frame dropped")
                 continue
             if isinstance(message, bytes):
                 await self._error(ErrorCode.BAD_REQUEST, "binary frames are not accepted: send JSON text frames")
@@ -279,9 +292,9 @@ class Session:
                 if claims is None:
                     deadlines.append(auth_deadline)
                 else:
-                    deadlines.append(self._trio_time(claims.exp))
+                    deadlines.append(self._trio_time(claims.expires))
                     if warned is not claims:
-                        deadlines.append(self._trio_time(claims.exp - lead))
+                        deadlines.append(self._trio_time(claims.expires - lead))
                 with trio.move_on_at(min(deadlines)):
                     await changed.wait()
                 if changed.is_set():
@@ -292,19 +305,19 @@ class Session:
                         self.close_soon(CloseCode.AUTH_TIMEOUT, "no auth frame within the auth timeout")
                         return
                 else:
-                    if now >= self._trio_time(claims.exp):
+                    if now >= self._trio_time(claims.expires):
                         await self._error(ErrorCode.TOKEN_EXPIRED, "the token expired without a refresh")
                         self.close_soon(CloseCode.TOKEN_EXPIRED, "token expired")
                         return
-                    if warned is not claims and now >= self._trio_time(claims.exp - lead):
+                    if warned is not claims and now >= self._trio_time(claims.expires - lead):
                         warned = claims
-                        left = claims.exp - self.node.wall_clock()
+                        left = claims.expires - self.node.wall_clock()
                         await self._send(
                             TokenExpiringFrame(
                                 id=new_id(),
                                 timestamp=now_ms(),
                                 payload=TokenExpiringPayload(
-                                    expires_at=int(claims.exp * 1000), expires_in=max(0, int(left * 1000))
+                                    expires_at=int(claims.expires * 1000), expires_in=max(0, int(left * 1000))
                                 ),
                             )
                         )
@@ -335,7 +348,13 @@ class Session:
     # ------------------------------------------------------------------ sending
 
     async def _send(self, frame: Envelope) -> None:
-        await self.outbox.put((text_frame(encode(frame)), None, 0))
+        body = encode(frame)
+        await self.outbox.put((text_header(len(body)), body, None, 0))
+
+    async def _unavailable(self, message: str, exc: BaseException, ref: str | None) -> None:
+        """A store or backplane failure: the client gets plain words, the log gets the details."""
+        log.debug("session %s: %s (%s)", self.id, message, exc)  # the store logs each failure once
+        await self._error(ErrorCode.UNAVAILABLE, message, ref)
 
     async def _error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
         self.node.metrics.errors.labels(code.value).inc()
@@ -353,7 +372,7 @@ class Session:
         node = self.node
         first = self.claims is None
         try:
-            claims = node.verifier.verify(token)
+            claims = await node.verifier.authenticate(token)
         except AuthError as exc:
             node.metrics.auth_failures.labels(exc.reason).inc()
             await self._error(ErrorCode.AUTH_FAILED, str(exc), ref)
@@ -380,7 +399,7 @@ class Session:
                 payload=AuthOkPayload(
                     session_id=self.id,
                     user_id=claims.sub,
-                    expires_at=int(claims.exp * 1000),
+                    expires_at=int(claims.expires * 1000),
                     heartbeat_interval=int(node.config.heartbeat_interval * 1000),
                     max_message_size=node.config.max_message_size,
                 ),
@@ -439,13 +458,13 @@ class Session:
             try:
                 result = await self.node.publish(*args, **kwargs, source="websocket")
             except StoreUnavailable as exc:
-                await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame.id)
+                await self._unavailable(PUBLISH_UNAVAILABLE, exc, frame.id)
                 return
             await self._send(self._published(frame.id, result))
             return
         except StoreUnavailable as exc:
             await self._publishes_answered()
-            await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame.id)
+            await self._unavailable(PUBLISH_UNAVAILABLE, exc, frame.id)
             return
         if self._publishing is None:
             self._publishing = deque()
@@ -466,7 +485,7 @@ class Session:
                 result = await pending.wait()
             except StoreUnavailable as exc:
                 queue.popleft()
-                await self._error(ErrorCode.UNAVAILABLE, f"publish not stored: {exc}", frame_id)
+                await self._unavailable(PUBLISH_UNAVAILABLE, exc, frame_id)
                 continue
             queue.popleft()
             self.node.count_publish(result, started, "websocket")
@@ -515,84 +534,126 @@ class Session:
             await self._establish(sub, p.last_seq, p.epoch, frame.id)
         except StoreUnavailable as exc:
             self._drop_subscription(p.channel)
-            await self._error(ErrorCode.UNAVAILABLE, f"subscribe failed: {exc}", frame.id)
+            await self._unavailable(SUBSCRIBE_UNAVAILABLE, exc, frame.id)
+
+    def _owns(self, sub: Subscription) -> bool:
+        """``sub`` is still this connection's subscription (not unsubscribed, revoked or closed)."""
+        return self.subscriptions.get(sub.channel) is sub and not self.closing
+
+    async def _send_for(self, sub: Subscription, frame: Envelope) -> bool:
+        """Queues a frame of ``sub``'s channel unless the subscription ended while we waited for
+        room: nothing of a channel is ever queued after its `unsubscribed`. False: ended."""
+        await self.outbox.room()
+        if not self._owns(sub):
+            return False
+        body = encode(frame)
+        self.outbox.push((text_header(len(body)), body, None, 0))
+        return True
 
     async def _establish(self, sub: Subscription, last_seq: int | None, client_epoch: str | None, ref: str | None) -> None:
         """Plans the recovery, sends `subscribed` (+ `snapshot`), replays, and turns LIVE."""
         node = self.node
         for _ in range(MAX_REPLANS):
             plan = await node.plan_subscription(sub.channel, last_seq, client_epoch)
-            if self.subscriptions.get(sub.channel) is not sub:
+            if not self._owns(sub):
                 return  # unsubscribed or closed meanwhile
             sub.epoch = plan.epoch
             sub.last_seq = plan.start_seq
             sub.last_sent_seq = plan.start_seq
-            await self._send(
-                SubscribedFrame(
-                    id=new_id(),
-                    timestamp=now_ms(),
-                    ref=ref,
+            subscribed = SubscribedFrame(
+                id=new_id(),
+                timestamp=now_ms(),
+                ref=ref,
+                channel=sub.channel,
+                payload=SubscribedPayload(
                     channel=sub.channel,
-                    payload=SubscribedPayload(
-                        channel=sub.channel,
-                        epoch=plan.epoch,
-                        head_seq=plan.head_seq,
-                        recovery=plan.mode,
-                        replay_count=plan.head_seq - plan.start_seq,
-                    ),
-                )
+                    epoch=plan.epoch,
+                    head_seq=plan.head_seq,
+                    recovery=plan.mode,
+                    replay_count=plan.head_seq - plan.start_seq,
+                ),
             )
+            if not await self._send_for(sub, subscribed):
+                return
             if plan.snapshot is not None:
-                await self._send(
-                    SnapshotFrame(
-                        id=new_id(),
-                        timestamp=plan.snapshot.timestamp,
-                        channel=sub.channel,
-                        epoch=plan.epoch,
-                        payload=SnapshotPayload(state=orjson.loads(plan.snapshot.state_json), seq=plan.snapshot.seq),
-                    )
+                snapshot = SnapshotFrame(
+                    id=new_id(),
+                    timestamp=plan.snapshot.timestamp,
+                    channel=sub.channel,
+                    epoch=plan.epoch,
+                    payload=SnapshotPayload(state=orjson.loads(plan.snapshot.state_json), seq=plan.snapshot.seq),
                 )
+                if not await self._send_for(sub, snapshot):
+                    return
             try:
-                await self._catch_up(sub)
+                await self._catch_up(sub, plan.head_seq)
                 return
             except _LostPosition:
                 last_seq, client_epoch, ref = sub.last_seq, sub.epoch, None
                 sub.state = SubState.RECOVERING
         self.close_soon(CloseCode.TRY_AGAIN_LATER, "channel position kept moving; resubscribe")
 
-    async def _catch_up(self, sub: Subscription) -> None:
-        """Streams stored events after ``sub.last_seq`` through the outbox, then merges the
-        live events buffered meanwhile and switches to LIVE."""
-        store, metrics = self.node.store, self.node.metrics
+    async def _catch_up(self, sub: Subscription, head: int) -> None:
+        """Streams stored events after ``sub.last_seq`` through the outbox up to ``head`` (the
+        head seq the plan saw), then merges the live events buffered meanwhile and switches to
+        LIVE. Never delivers a gap: a seq that does not follow the last one, or a read that
+        comes back empty below ``head``, raises _LostPosition (the caller re-plans).
+
+        Each page is read and written while holding one of the node's catch-up slots, and the
+        slot is given back only once the page left the outbox: a node-wide bound on replayed
+        bytes in memory (slots × REPLAY_PAGE_BYTES), however many subscriptions catch up at once
+        (a pub/sub reconnect repairs every subscription). A client that cannot take a page
+        within CATCH_UP_STALL is a slow consumer (4009)."""
+        node = self.node
+        store, metrics, outbox = node.store, node.metrics, self.outbox
+        reread = False  # past the planned head: read until the store has nothing more
         while True:
-            events = await store.read_after(sub.channel, sub.last_seq, REPLAY_PAGE)
-            if self.subscriptions.get(sub.channel) is not sub or self.closing:
-                return
-            if events and (events[0].seq != sub.last_seq + 1 or events[0].epoch != sub.epoch):
-                raise _LostPosition
-            for ev in events:
-                await self.outbox.put((ev.wire, sub, ev.seq))
-                sub.last_seq = ev.seq
-            metrics.replayed.inc(len(events))
-            if len(events) == REPLAY_PAGE:
-                continue
+            if sub.last_seq < head or reread:
+                async with node.catch_up_slots:
+                    events = await store.read_after(sub.channel, sub.last_seq, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+                    if not self._owns(sub):
+                        return
+                    if not events and sub.last_seq < head:
+                        raise _LostPosition  # events the plan counted on are gone
+                    for ev in events:
+                        if ev.seq != sub.last_seq + 1 or ev.epoch != sub.epoch:
+                            raise _LostPosition  # a hole or a new epoch: never deliver a gap
+                        await outbox.room()
+                        if not self._owns(sub):
+                            return  # e.g. revoked by a token refresh: nothing more of it
+                        outbox.push((ev.head, ev.frame, sub, ev.seq))
+                        sub.last_seq = ev.seq
+                    metrics.replayed.inc(len(events))
+                    if events:
+                        with trio.move_on_after(CATCH_UP_STALL) as stall:
+                            await outbox.flushed()
+                        if stall.cancelled_caught:
+                            self.slow_consumer()
+                            return
+                if not self._owns(sub):
+                    return
+                if events:
+                    continue
+            reread = False
             # No checkpoint from here to the switch: Trio cannot run another task in between,
             # so no live event can slip past the merge (centrifuge's buffer lock, for free).
             if sub.overflowed:
                 sub.overflowed = False
-                sub.buffer.clear()
+                sub.buffer, sub.buffer_bytes = [], 0
+                reread = True
                 continue
             if any(ev.epoch != sub.epoch for ev in sub.buffer):
                 raise _LostPosition
             pending = merge_buffer(sub.buffer, sub.last_seq)
             if pending is None:
-                continue  # a gap between the store read and the buffer: read the store again
+                reread = True  # a gap between the store read and the buffer: read the store again
+                continue
             for ev in pending:
-                if not self.outbox.offer((ev.wire, sub, ev.seq)):
+                if not outbox.offer((ev.head, ev.frame, sub, ev.seq)):
                     self.slow_consumer()
                     return
                 sub.last_seq = ev.seq
-            sub.buffer.clear()
+            sub.buffer, sub.buffer_bytes = [], 0
             sub.state = SubState.LIVE
             return
 
@@ -606,11 +667,13 @@ class Session:
     async def _repair(self, sub: Subscription) -> None:
         try:
             try:
-                if (await self.node.store.position(sub.channel)).epoch != sub.epoch:
+                pos = await self.node.store.position(sub.channel)
+                if pos.epoch != sub.epoch:
                     raise _LostPosition  # the log was lost or reset under a live subscription
-                await self._catch_up(sub)
+                await self._catch_up(sub, pos.head_seq)
             except _LostPosition:
-                await self._establish(sub, sub.last_seq, sub.epoch, None)
+                if self._owns(sub):
+                    await self._establish(sub, sub.last_seq, sub.epoch, None)
         except StoreUnavailable as exc:
             log.warning("session %s: catch-up of %s failed, closing 1011: %s", self.id, sub.channel, exc)
             self.close_soon(CloseCode.INTERNAL_ERROR, "storage unavailable")
@@ -622,5 +685,5 @@ class Session:
     def token_expires_in(self) -> float | None:
         if self.claims is None:
             return None
-        return max(0.0, self.claims.exp - self.node.wall_clock())
+        return max(0.0, self.claims.expires - self.node.wall_clock())
 

@@ -2,9 +2,9 @@
 allow-list, `?token=`), and a connection adapter that writes pre-framed bytes.
 
 Why pre-framed bytes: server→client frames are unmasked, so a channel event's WebSocket frame is
-the same bytes for every subscriber. We build it once per event (``text_frame``) and let each
-connection's writer coalesce its queued frames into one ``send_all`` under trio-websocket's own
-stream lock, instead of one wsproto encode and one awaited write per subscriber per event.
+the same bytes for every subscriber (``wsserver.framing``). Each connection's writer hands its
+queued frames to the socket in one vectored write under trio-websocket's own stream lock, instead
+of one wsproto encode and one awaited write per subscriber per event.
 This reaches into trio-websocket internals (``_stream``, ``_stream_lock``, ``_send``, ``_pings``)
 and drops wsproto's finished handshake parser; both versions are pinned in pyproject.toml and
 the session tests exercise every one of these paths.
@@ -28,6 +28,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Ping
 
+from wsserver.framing import text_frame
 from wsserver.limits import Admission
 
 log = logging.getLogger("wsserver.transport")
@@ -41,18 +42,53 @@ CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 #: backpressure to a client that sends faster than its session handles frames.
 INBOUND_QUEUE: Final = 1
 
-_OP_TEXT: Final = 0x81  # FIN + text opcode
+#: Most buffers one sendmsg() takes (Linux's UIO_MAXIOV).
+IOV_MAX: Final = 1024
+#: Bytes joined per write on a TLS connection (the SSL stream takes one buffer at a time).
+TLS_WRITE_CHUNK: Final = 64 * 1024
+
 _PING_IDS: Final = itertools.count(1)
 
 
-def text_frame(payload: bytes) -> bytes:
-    """Frames UTF-8 JSON ``payload`` as one unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((_OP_TEXT, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", _OP_TEXT, 126, n) + payload
-    return struct.pack("!BBQ", _OP_TEXT, 127, n) + payload
+async def _send_vectored(sock: socket.socket, frames: list[bytes]) -> None:
+    """Writes ``frames`` to a non-blocking socket with ``sendmsg``, waiting for writability when
+    the kernel's buffer is full; a partly written frame continues from a memoryview (no copy)."""
+    pending: list = frames
+    waited = False
+    while pending:
+        try:
+            sent = sock.sendmsg(pending[:IOV_MAX] if len(pending) > IOV_MAX else pending)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # reset or broken pipe: the peer is gone
+            raise trio.BrokenResourceError(str(exc)) from None
+        if sent:
+            i = 0
+            while i < len(pending) and sent >= len(pending[i]):
+                sent -= len(pending[i])
+                i += 1
+            pending = pending[i:]
+            if sent:
+                pending[0] = memoryview(pending[0])[sent:]
+        if pending:
+            await trio.lowlevel.wait_writable(sock)
+            waited = True
+    if not waited:
+        await trio.lowlevel.checkpoint()
+
+
+def _chunks(frames: list[bytes], size: int):
+    """Joins consecutive frames into buffers of about ``size`` bytes (a larger frame alone)."""
+    chunk: list[bytes] = []
+    total = 0
+    for frame in frames:
+        if chunk and total + len(frame) > size:
+            yield b"".join(chunk)
+            chunk, total = [], 0
+        chunk.append(frame)
+        total += len(frame)
+    if chunk:
+        yield chunk[0] if len(chunk) == 1 else b"".join(chunk)
 
 
 class PongWaiter:
@@ -94,14 +130,17 @@ class WsTransport:
         """Next message; raises ConnectionClosed when the connection is gone."""
         return await self._ws.get_message()
 
-    async def send_wire(self, data: bytes) -> None:
-        """Writes already-framed bytes (one or more whole frames); raises ConnectionClosed.
+    async def send_frames(self, frames: list[bytes]) -> None:
+        """Writes already-framed bytes (each one or more whole frames), in order; raises
+        ConnectionClosed.
 
-        Fast path (most writes on a plain TCP connection): with trio-websocket's stream lock free,
-        take it without waiting and hand the bytes straight to the non-blocking socket; only what
-        the kernel did not take right away goes through the awaited ``send_all``, still under the
-        lock, so no ping, pong or close frame can land inside a frame. This skips the async lock,
-        the stream's conflict detector and two checkpoints per write (bench/results/profile.md §4)."""
+        On a plain TCP connection, with trio-websocket's stream lock held, the frames go to the
+        non-blocking socket in vectored writes (``sendmsg``): the shared frame bytes of every
+        queued event are written as they are, never joined into a per-connection copy (with
+        1,000 slow subscribers, joined batches were the server's memory). What the kernel does
+        not take at once waits for the socket to become writable, still under the lock, so no
+        ping, pong or close frame can land inside a frame. TLS connections join at most
+        ``TLS_WRITE_CHUNK`` bytes at a time for the SSL stream (bench/results/profile.md §4)."""
         ws = self._ws
         if ws._close_reason is not None:
             raise ConnectionClosed(ws._close_reason)
@@ -111,24 +150,20 @@ class WsTransport:
         except trio.WouldBlock:
             await lock.acquire()
         try:
-            sent = 0
-            raw = stream.socket._sock if type(stream) is trio.SocketStream else None
-            if raw is not None:
-                try:
-                    sent = raw.send(data)
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:  # reset or broken pipe: the peer is gone
-                    raise trio.BrokenResourceError(str(exc)) from None
-            if sent < len(data):
-                await stream.send_all(memoryview(data)[sent:] if sent else data)
+            if type(stream) is trio.SocketStream:
+                await _send_vectored(stream.socket._sock, frames)
             else:
-                await trio.lowlevel.checkpoint()
+                for chunk in _chunks(frames, TLS_WRITE_CHUNK):
+                    await stream.send_all(chunk)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await ws._abort_web_socket()
             raise ConnectionClosed(ws._close_reason) from None
         finally:
             lock.release()
+
+    async def send_wire(self, data: bytes) -> None:
+        """Writes one buffer of already-framed bytes; see ``send_frames``."""
+        await self.send_frames([data])
 
     async def send_ping(self, waiter: PongWaiter) -> None:
         """Sends a WebSocket ping without waiting for its pong; ``waiter`` notes the pong."""
@@ -264,6 +299,7 @@ async def serve_websockets(
         transport = None
         try:
             ws = await request.accept()
+            _end_handshake(request)
             _release_handshake_state(ws)
             transport = WsTransport(ws, _remote(request), admission)
             await handler(transport, query_token, request)
@@ -281,6 +317,8 @@ async def serve_websockets(
         max_message_size=max_message_size,
         connect_timeout=HANDSHAKE_TIMEOUT,
         disconnect_timeout=CLOSE_HANDSHAKE_TIMEOUT,
+        admission=admission,
+        on_refused=on_refused,
     )
     await trio.lowlevel.checkpoint()
     async with trio.open_nursery() as nursery:
@@ -292,8 +330,39 @@ async def serve_websockets(
 async def _refuse(request: WebSocketRequest, status: int, *, body: bytes, extra_headers=None) -> None:
     """Answers the upgrade with an HTTP error, then closes the TCP connection at once
     (trio-websocket would keep reading a refused connection until the client leaves)."""
+    _end_handshake(request)
     await request.reject(status, extra_headers=extra_headers, body=body)
     await request._connection._close_stream()
+
+
+class HandshakeTicket:
+    """One handshake in progress, counted by admission until the upgrade is answered."""
+
+    __slots__ = ("_admission", "_ip")
+
+    def __init__(self, admission: Admission, ip: str) -> None:
+        self._admission: Admission | None = admission
+        self._ip = ip
+
+    def end(self) -> None:
+        """The upgrade was answered (or the connection ended); idempotent."""
+        if self._admission is not None:
+            self._admission.end_handshake(self._ip)
+            self._admission = None
+
+
+def _peer_ip(stream: trio.abc.Stream) -> str:
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    try:
+        return str(inner.socket.getpeername()[0])  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return "?"
+
+
+def _end_handshake(request: WebSocketRequest) -> None:
+    ticket = getattr(request._connection, "handshake_ticket", None)
+    if ticket is not None:
+        ticket.end()
 
 
 class _Connection(WebSocketConnection):
@@ -321,7 +390,7 @@ class _SupervisedServer(WebSocketServer):
     ``_run_connection`` is trio-websocket 0.12.2's ``_handle_connection`` building our
     ``_Connection`` instead of its own."""
 
-    async def _run_connection(self, stream: trio.abc.Stream) -> None:
+    async def _run_connection(self, stream: trio.abc.Stream, ticket: HandshakeTicket | None = None) -> None:
         if isinstance(stream, trio.SSLStream):
             # A failed TLS handshake (TLS 1.0 client, scanner) ends here at once, instead of
             # holding the socket until the upgrade deadline.
@@ -342,8 +411,17 @@ class _SupervisedServer(WebSocketServer):
                 max_message_size=self._max_message_size,
                 receive_buffer_size=self._receive_buffer_size,
             )
-            nursery.start_soon(connection._reader_task)
-            with trio.move_on_after(self._connect_timeout) as connect_scope:
+            connection.handshake_ticket = ticket
+            connect_scope = trio.CancelScope(deadline=trio.current_time() + self._connect_timeout)
+
+            async def read() -> None:
+                await connection._reader_task()
+                # EOF or reset before the upgrade request: stop waiting for it now (trio-websocket
+                # would wait out the whole handshake deadline, holding the socket and its slot).
+                connect_scope.cancel()
+
+            nursery.start_soon(read)
+            with connect_scope:
                 request = await connection._get_request()
             if connect_scope.cancelled_caught:
                 nursery.cancel_scope.cancel()
@@ -355,9 +433,26 @@ class _SupervisedServer(WebSocketServer):
                 with trio.move_on_after(self._disconnect_timeout):
                     await connection.aclose()  # also ends the reader task
 
+    def __init__(self, *args, admission: Admission | None = None, on_refused: Callable[[str], None] = lambda r: None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._admission = admission
+        self._on_refused = on_refused
+
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        ticket = None
+        if self._admission is not None:
+            ip = _peer_ip(stream)
+            refused = self._admission.begin_handshake(ip)
+            if refused is not None:
+                # Counted from the TCP accept: a flood of handshakes that never finish (slowloris)
+                # is refused here at once, before it costs a connection object and a reader task.
+                self._on_refused("handshakes")
+                await trio.aclose_forcefully(stream)
+                return
+            ticket = HandshakeTicket(self._admission, ip)
         try:
-            await self._run_connection(stream)
+            await self._run_connection(stream, ticket)
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away: nothing to report
         except Exception as exc:  # the boundary: log it, keep serving others
@@ -366,6 +461,9 @@ class _SupervisedServer(WebSocketServer):
             ):
                 return
             log.warning("connection ended by an unexpected error: %r", exc, exc_info=exc)
+        finally:
+            if ticket is not None:
+                ticket.end()
 
 
 def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:

@@ -23,7 +23,8 @@ import trio
 
 from wsserver.codes import CloseCode
 from wsserver.config import Config, load_config
-from wsserver.transport import ConnectionClosed, WsTransport, serve_websockets, text_frame
+from wsserver.framing import text_frame
+from wsserver.transport import ConnectionClosed, WsTransport, serve_websockets
 
 async def echo(transport: WsTransport, _query_token: str | None, _request: object) -> None:
     """Echoes every message until the peer closes; then ends the connection as Session.run does."""

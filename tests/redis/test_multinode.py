@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.redis.servers import RedisServer
-from tests.support import API_KEY, ServerProcess, make_token
+from tests.support import API_KEY, PLAIN_HTTP, ServerProcess, make_token
 from tests.wsserver.harness import Client
 
 pytestmark = pytest.mark.redis
@@ -42,7 +42,7 @@ def start_node(redis_server: RedisServer, tmp_path) -> Iterator[NodeFactory]:
 
 
 async def api(node: ServerProcess, method: str, path: str, body: dict | None = None) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=node.api_url, timeout=WAIT) as http:
+    async with httpx.AsyncClient(base_url=node.api_url, timeout=WAIT, verify=PLAIN_HTTP) as http:
         return await http.request(method, path, json=body, headers={"Authorization": f"Bearer {API_KEY}"})
 
 

@@ -12,7 +12,7 @@ import httpx
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
 
-from tests.support import API_KEY, SECRET, make_token
+from tests.support import API_KEY, PLAIN_HTTP, SECRET, make_token
 from wsserver.app import Server, ServerInfo
 from wsserver.config import Config, validate
 from wsserver.protocol import new_id
@@ -54,7 +54,7 @@ class ServerHandle:
 
     async def api(self, method: str, path: str, body: Any = None, key: str | None = API_KEY) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        async with httpx.AsyncClient(base_url=self.info.api_url, timeout=WAIT) as http:
+        async with httpx.AsyncClient(base_url=self.info.api_url, timeout=WAIT, verify=PLAIN_HTTP) as http:
             return await http.request(method, path, json=body, headers=headers)
 
     async def publish(self, channel: str, data: dict | None = None, event: str = "message.new", id: str | None = None) -> dict:

@@ -413,3 +413,77 @@ async def test_publishes_arriving_while_the_last_answer_is_sent_keep_one_answere
     ref = await client.send("ping")
     await client.expect("pong", ref=ref)
     await client.aclose()
+
+
+async def test_nothing_of_a_channel_follows_its_unsubscribed_during_a_catch_up(nursery, tmp_path):
+    """A token refresh revokes a channel while a repair is streaming it from the store (the
+    client is slow, so the repair waits for room): after `unsubscribed`, not one more event of
+    that channel may arrive. (The repair used to check ownership once per page.)"""
+    srv = await start_server(nursery, tmp_path, send_queue_size=16)
+    client = await srv.connect("u", channels=["rv.*"])
+    await client.subscribe("rv.c", last_seq=0)
+    store = srv.server.store
+    deliver, store.on_commit = store.on_commit, lambda ev: None  # the backplane loses 100 events...
+    blob = "z" * 60_000
+    for i in range(100):
+        await srv.publish("rv.c", {"i": i, "blob": blob})
+    store.on_commit = deliver
+    assert srv.node.hub.resync("rv.c") == 1  # ...and repairs from the store, as after a pub/sub reconnect
+    await trio.sleep(0.5)  # the repair fills the sockets and waits for the slow client
+    ref = await client.send("auth", {"token": make_token("u", channels=["other.*"])})
+    frames, unsubscribed_at = [], None
+    with trio.fail_after(30):
+        while True:
+            frame = await client.recv(timeout=30)
+            frames.append(frame)
+            if frame["type"] == "unsubscribed":
+                unsubscribed_at = len(frames) - 1
+                ping = await client.send("ping")
+            if frame["type"] == "pong" and unsubscribed_at is not None and frame["ref"] == ping:
+                break
+    assert any(f["type"] == "auth_ok" and f["ref"] == ref for f in frames)
+    after = [f for f in frames[unsubscribed_at + 1:] if f.get("channel") == "rv.c"]
+    assert after == [], f"{len(after)} events of a revoked channel followed its `unsubscribed`"
+    seqs = [f["seq"] for f in frames[:unsubscribed_at] if f.get("channel") == "rv.c" and "seq" in f]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < 100
+    await client.aclose()
+
+
+async def test_a_wall_clock_step_back_leaves_no_hole_in_the_log(nursery, tmp_path):
+    """The reported reproduction: events 6-10 published while the clock stood 2 h back were
+    trimmed by age while 1-5 stayed, and a client with lastSeq 0 got `replay` 11 and then
+    seqs 1-5, 11. Publish times now never go backwards in a channel and trimming is front-only."""
+    clock = WallClock()
+    srv = await start_server(nursery, tmp_path, wall_clock=clock, history_ttl=3600.0)
+    await publish_n(srv, "step.c", 5)
+    clock.offset = -7200  # NTP steps the clock 2 h back
+    await publish_n(srv, "step.c", 5, start=5)
+    clock.offset = 1800  # and later it is right again (30 min on)
+    await publish_n(srv, "step.c", 1, start=10)
+    await srv.server.store.trim()
+    client = await srv.connect(now=clock())
+    sub = await client.subscribe("step.c", last_seq=0)
+    assert sub["payload"]["recovery"] == "replay" and sub["payload"]["replayCount"] == 11
+    assert [e["seq"] for e in await client.events(11)] == list(range(1, 12))
+    await client.aclose()
+
+
+async def test_catch_up_never_delivers_a_hole_it_finds_in_the_store(nursery, tmp_path):
+    """Defence in depth: a log with a hole (a database from before the fix, or damaged) makes the
+    catch-up stop at the hole and re-plan (here: `reset`), instead of delivering seq 11 after 5."""
+    srv = await start_server(nursery, tmp_path)
+    await publish_n(srv, "hole.c", 11)
+    store = srv.server.store
+    await trio.to_thread.run_sync(
+        lambda: store._wcon.execute("DELETE FROM events WHERE channel = 'hole.c' AND seq BETWEEN 6 AND 10"),
+        limiter=store._write_limiter,
+    )
+    client = await srv.connect()
+    sub = await client.subscribe("hole.c", last_seq=0)
+    assert sub["payload"]["recovery"] == "replay"  # event 1 is there: the plan cannot see the hole
+    assert [e["seq"] for e in await client.events(5)] == [1, 2, 3, 4, 5]
+    replanned = await client.expect("subscribed")
+    assert replanned["payload"]["recovery"] == "reset" and replanned["payload"]["headSeq"] == 11
+    await srv.publish("hole.c", {"live": 1})
+    assert [e["seq"] for e in await client.events(1)] == [12]
+    await client.aclose()

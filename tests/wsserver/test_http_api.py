@@ -84,7 +84,7 @@ async def test_disconnect_by_user_and_by_connection(server):
 
 
 async def test_stats_show_subscriptions_with_seq_lag(nursery, tmp_path):
-    srv = await start_server(nursery, tmp_path, send_queue_size=100_000)
+    srv = await start_server(nursery, tmp_path, send_queue_size=100_000, send_queue_bytes=1 << 30)
     fast = await srv.connect("fast")
     await fast.subscribe("c.lag")
     slow = await srv.connect("slow")
@@ -139,3 +139,23 @@ async def test_healthz_goes_red_while_draining(server):
     r = await server.api("GET", "/healthz", key=None)
     assert r.status_code == 503 and r.json()["status"] == "draining"
     sock.close()
+
+
+async def test_an_endless_body_is_refused_while_it_streams(server):
+    """Bodies are read as a stream with a limit: a chunked body that never ends is answered 413
+    once it passes the limit, instead of being buffered whole first (memory)."""
+    stream = await trio.open_tcp_stream(server.info.api_host, server.info.api_port)
+    head = (
+        "POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-api-key-123\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    await stream.send_all(head.encode())
+    chunk = b"%x\r\n%s\r\n" % (32 * 1024, b" " * 32 * 1024)
+    answer = b""
+    with trio.fail_after(5):
+        for _ in range(8):  # 256 KiB, never the final chunk
+            await stream.send_all(chunk)
+        while b"\r\n\r\n" not in answer:
+            answer += await stream.receive_some(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    await stream.aclose()

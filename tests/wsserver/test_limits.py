@@ -16,17 +16,36 @@ from tests.wsserver.harness import API_KEY, SECRET, Client, make_token, start_se
 JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 
-async def test_a_short_burst_over_the_rate_gets_one_error_and_the_connection_stays(nursery, tmp_path):
+async def test_a_short_burst_over_the_rate_is_answered_frame_by_frame_and_the_connection_stays(nursery, tmp_path):
     srv = await start_server(nursery, tmp_path, rate_limit_frames=5.0)  # burst: 10 frames
     client = await srv.connect()  # the auth frame took one token
-    for _ in range(12):
-        await client.send("ping")
-    frames = [await client.recv() for _ in range(10)]
+    refs = [await client.send("ping") for _ in range(12)]
+    frames = [await client.recv() for _ in range(12)]
+    assert [f["ref"] for f in frames] == refs  # every request answered, in order
     kinds = [f["type"] for f in frames]
-    assert kinds.count("error") == 1 and kinds.count("pong") == 9
-    assert next(f for f in frames if f["type"] == "error")["payload"] == {
-        "code": "rate_limited", "message": "too many frames or bytes per second; frame dropped", "retryable": True}
+    assert kinds == ["pong"] * 9 + ["error"] * 3
+    assert frames[-1]["payload"]["code"] == "rate_limited" and frames[-1]["payload"]["retryable"] is True
     await trio.sleep(0.5)  # tokens come back
+    ref = await client.send("ping")
+    await client.expect("pong", ref=ref)
+    await client.aclose()
+
+
+async def test_a_burst_of_215_pings_gets_215_answers(server):
+    """The reported case: 215 pings in a burst, 10 never answered and no close. Now each one is
+    answered (pong or rate_limited with its ref) and the connection stays open."""
+    client = await server.connect()
+    refs = [await client.send("ping") for _ in range(215)]
+    answers = {}
+    for _ in range(215):
+        frame = await client.recv()
+        assert frame["type"] in ("pong", "error"), frame
+        if frame["type"] == "error":
+            assert frame["payload"]["code"] == "rate_limited", frame
+        answers[frame["ref"]] = frame["type"]
+    assert set(answers) == set(refs)
+    assert list(answers.values()).count("error") >= 1
+    await trio.sleep(0.2)
     ref = await client.send("ping")
     await client.expect("pong", ref=ref)
     await client.aclose()
@@ -154,4 +173,34 @@ async def test_no_secret_reaches_metrics_or_stats(server):
         assert token not in text and API_KEY not in text and SECRET not in text
         assert not JWT_RE.search(text), path
     assert json.loads((await server.api("GET", "/api/v1/stats")).text)["connections"]
+    await client.aclose()
+
+
+async def test_handshakes_in_progress_are_counted_from_the_tcp_accept(nursery, tmp_path):
+    """Connections that never finish their upgrade (slowloris) used to be invisible to admission
+    until the request was read, up to the 10 s handshake deadline each; now they count from the
+    accept, and past `max_handshakes` a new one is dropped at once."""
+    srv = await start_server(nursery, tmp_path, max_handshakes=3)
+    silent = [await trio.open_tcp_stream("127.0.0.1", srv.info.port) for _ in range(3)]
+    with trio.fail_after(5):
+        while srv.server.admission.handshaking < 3:
+            await trio.sleep(0.01)
+    extra = await trio.open_tcp_stream("127.0.0.1", srv.info.port)
+    with trio.fail_after(2):  # dropped at once, not after the handshake deadline
+        try:
+            assert await extra.receive_some(100) == b""
+        except trio.BrokenResourceError:
+            pass  # reset: dropped too
+    metrics = (await srv.api("GET", "/metrics")).text
+    assert 'wsserver_handshakes_refused_total{reason="handshakes"} 1.0' in metrics
+    assert "wsserver_handshakes_in_progress 3.0" in metrics
+    for stream in silent:
+        await stream.aclose()
+    with trio.fail_after(5):
+        while srv.server.admission.handshaking:
+            await trio.sleep(0.01)
+    client = await srv.connect()  # a real client gets in once they are gone
+    ref = await client.send("ping")
+    await client.expect("pong", ref=ref)
+    assert srv.server.admission.handshaking == 0
     await client.aclose()

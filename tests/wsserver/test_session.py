@@ -65,7 +65,8 @@ def _rsa_pair(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["bad_signature", "alg_none", "expired", "missing_sub", "missing_exp", "garbage", "unknown_kid", "nbf_future"],
+    # (a `kid` with one configured key is ignored, CONTRACT §4: test_auth_keys.py covers kids)
+    ["bad_signature", "alg_none", "expired", "missing_sub", "missing_exp", "garbage", "nbf_future"],
 )
 async def test_bad_tokens_get_auth_failed_and_4001(server, case):
     now = time.time()
@@ -80,8 +81,6 @@ async def test_bad_tokens_get_auth_failed_and_4001(server, case):
         token = jwt.encode({"exp": int(now + 300)}, SECRET, algorithm="HS256")
     elif case == "missing_exp":
         token = jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256")
-    elif case == "unknown_kid":
-        token = jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "other"})
     elif case == "nbf_future":
         token = jwt.encode({**claims, "nbf": int(now + 120)}, SECRET, algorithm="HS256")
     else:

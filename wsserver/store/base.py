@@ -14,8 +14,9 @@ Contract (each implementation's tests run the same suite, ``tests/wsserver/store
 * **Ordering of announcements.** New events are announced (embedded: the ``on_commit``
   callback; Redis: the pub/sub message the same atomic script sends) in seq order per channel,
   before ``append`` returns to its caller.
-* **Reads.** ``read_after(channel, n, limit)`` returns stored events n+1, n+2, … in order, at most
-  ``limit``; it may start later than n+1 when older events were trimmed (callers check).
+* **Reads.** ``read_after(channel, n, limit, max_bytes)`` returns stored events n+1, n+2, … in
+  order, at most ``limit`` of them and, past the first, at most ``max_bytes`` of frames; it may
+  start later than n+1 when older events were trimmed (callers check every seq).
 * **Retention.** Events older than the channel's ttl or beyond its max count may be trimmed at
   any time; the store may keep more. Replay decisions use ``recovery.window_allows``, never
   the physical contents alone, so clients meet one predictable rule.
@@ -30,7 +31,7 @@ import attrs
 import trio
 from attrs import frozen
 
-from wsserver.transport import text_frame
+from wsserver.framing import text_header
 
 
 class StoreUnavailable(Exception):
@@ -59,10 +60,10 @@ class AppendRequest:
 
 
 class StoredEvent:
-    """One sequenced event. ``frame`` is its JSON wire form, encoded once when it was appended;
-    ``wire`` the WebSocket frame bytes, built once on first use and shared by every subscriber."""
+    """One sequenced event. ``frame`` is its JSON wire form, encoded once when it was appended and
+    shared by every subscriber; ``head`` its WebSocket frame header (``wsserver.framing``)."""
 
-    __slots__ = ("channel", "seq", "epoch", "id", "type", "timestamp", "frame", "_wire")
+    __slots__ = ("channel", "seq", "epoch", "id", "type", "timestamp", "frame", "head")
 
     def __init__(
         self, channel: str, seq: int, epoch: str, id: str, type: str, timestamp: int, frame: bytes
@@ -74,14 +75,7 @@ class StoredEvent:
         self.type = type
         self.timestamp = timestamp
         self.frame = frame
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        wire = self._wire
-        if wire is None:
-            wire = self._wire = text_frame(self.frame)
-        return wire
+        self.head = text_header(len(frame))
 
     def __repr__(self) -> str:
         return f"StoredEvent({self.channel!r}, seq={self.seq}, epoch={self.epoch!r}, type={self.type!r})"
@@ -140,7 +134,9 @@ class EventStore(Protocol):
         """Queues an append in call order and returns at once; ``await pending.wait()`` for the
         result. Raises trio.WouldBlock when the store's queue is full, StoreUnavailable when closed."""
 
-    async def read_after(self, channel: str, after_seq: int, limit: int) -> list[StoredEvent]: ...
+    async def read_after(
+        self, channel: str, after_seq: int, limit: int, max_bytes: int | None = None
+    ) -> list[StoredEvent]: ...
 
     async def read_one(self, channel: str, seq: int) -> StoredEvent | None: ...
 
@@ -151,6 +147,14 @@ class EventStore(Protocol):
     async def get_snapshot(self, channel: str) -> Snapshot | None: ...
 
     def statistics(self) -> StoreStatistics: ...
+
+    @property
+    def healthy(self) -> bool:
+        """False while appends fail (disk full, Redis unreachable); turns True again by itself."""
+
+    @property
+    def problem(self) -> str:
+        """Why ``healthy`` is False, in plain words for operators ("" while healthy)."""
 
 
 class PendingAppend:

@@ -49,6 +49,12 @@ MAX_BATCH: Final = 1024
 MAX_SCRIPT_EVENTS: Final = 128
 #: Pipelines in flight at once (each waits a round trip; more in flight, more throughput).
 MAX_IN_FLIGHT: Final = 8
+#: Seconds Redis keeps the epoch record of a channel that was read (subscribed) but never
+#: written; every read while the channel is watched (the backplane audits every few seconds)
+#: extends it, so it outlives its subscribers by at most this.
+UNWRITTEN_TTL: Final = 3600.0
+#: Stream entries fetched per XRANGE when a read is bounded in bytes.
+READ_ROUND: Final = 64
 #: Seconds between PINGs while Redis is failing.
 PROBE_INTERVAL: Final = 0.5
 #: Seconds an append may take before it is refused with StoreUnavailable (publisher gets 503).
@@ -58,7 +64,9 @@ _RUN_ID: Final = "local rid = string.match(redis.call('INFO', 'server'), 'run_id
 
 #: KEYS: meta, log, snapshot, idempotency records…  ARGV: pubsub channel, publish command,
 #: candidate epoch, now ms, ttl ms, max events, then per event: idempotency KEYS index (0: none),
-#: event id, type, timestamp, frame head (up to `"seq":`), frame tail (from `,"payload":`).
+#: event id, type, timestamp, frame head (up to `"timestamp":`), frame middle (from `,"channel":`
+#: up to `"seq":`), frame tail (from `,"payload":`). Publish times are kept non-decreasing per
+#: channel (meta `ts`), so that trimming by age is always a trim of the log's front.
 APPEND_LUA: Final = (
     _RUN_ID
     + r"""
@@ -72,10 +80,12 @@ if (not seq) or (not epoch) or state[3] ~= rid then
   redis.call('DEL', log, KEYS[3])
   redis.call('HSET', meta, 'epoch', epoch)
 end
+redis.call('PERSIST', meta)  -- written: no longer the expiring record of an unwritten channel
+local last_ts = tonumber(redis.call('HGET', meta, 'ts')) or 0
 local out = {epoch}
-local count = (#ARGV - 6) / 6
+local count = (#ARGV - 6) / 7
 for i = 0, count - 1 do
-  local b = 7 + i * 6
+  local b = 7 + i * 7
   local k = tonumber(ARGV[b])
   local prior = false
   if k > 0 then prior = redis.call('GET', KEYS[k]) end
@@ -84,8 +94,12 @@ for i = 0, count - 1 do
   else
     seq = seq + 1
     local s = string.format('%d', seq)
-    local frame = ARGV[b + 4] .. s .. ',"epoch":"' .. epoch .. '"' .. ARGV[b + 5]
-    local blob = s .. '\n' .. epoch .. '\n' .. ARGV[b + 3] .. '\n' .. ARGV[b + 1] .. '\n' .. ARGV[b + 2] .. '\n' .. frame
+    local ts = tonumber(ARGV[b + 3])
+    if ts < last_ts then ts = last_ts end
+    last_ts = ts
+    local t = string.format('%d', ts)
+    local frame = ARGV[b + 4] .. t .. ARGV[b + 5] .. s .. ',"epoch":"' .. epoch .. '"' .. ARGV[b + 6]
+    local blob = s .. '\n' .. epoch .. '\n' .. t .. '\n' .. ARGV[b + 1] .. '\n' .. ARGV[b + 2] .. '\n' .. frame
     redis.call('XADD', log, 'MAXLEN', '~', ARGV[6], s .. '-0', 'd', blob)
     if k > 0 then
       redis.call('SET', KEYS[k], s .. ' ' .. epoch .. ' ' .. ARGV[b + 1], 'PX', ARGV[5])
@@ -94,7 +108,7 @@ for i = 0, count - 1 do
     out[#out + 1] = seq
   end
 end
-redis.call('HSET', meta, 'seq', string.format('%d', seq), 'rid', rid)
+redis.call('HSET', meta, 'seq', string.format('%d', seq), 'rid', rid, 'ts', string.format('%d', last_ts))
 -- retention by age: drop a few expired events from the front per call; idle logs expire whole
 local cutoff = tonumber(ARGV[4]) - tonumber(ARGV[5])
 for _ = 1, 4 do
@@ -109,8 +123,10 @@ return out
 """
 )
 
-#: KEYS: meta, log, snapshot.  ARGV: candidate epoch.  → {head seq, epoch, oldest stored seq}.
-#: Names the channel's epoch on first sight, so subscribers before the first append keep it.
+#: KEYS: meta, log, snapshot.  ARGV: candidate epoch, ms to keep an unwritten channel's record.
+#: → {head seq, epoch, oldest stored seq}. Names the epoch of a channel never written, so that
+#: its subscribers keep it when the first event comes; that record expires (refreshed by each
+#: read while someone watches the channel), so reading positions never leaves lasting keys.
 POSITION_LUA: Final = r"""
 local meta, log = KEYS[1], KEYS[2]
 local state = redis.call('HMGET', meta, 'seq', 'epoch')
@@ -118,12 +134,15 @@ if not state[2] then
 """ + "  " + _RUN_ID + r"""
   redis.call('DEL', log, KEYS[3])
   redis.call('HSET', meta, 'seq', '0', 'epoch', ARGV[1], 'rid', rid)
+  redis.call('PEXPIRE', meta, ARGV[2])
   return {0, ARGV[1], 0}
 end
+local head = tonumber(state[1]) or 0
+if head == 0 then redis.call('PEXPIRE', meta, ARGV[2]) end
 local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
 local oldest = 0
 if first then oldest = tonumber(string.match(first[1], '^(%d+)')) end
-return {tonumber(state[1]) or 0, state[2], oldest}
+return {head, state[2], oldest}
 """
 
 #: KEYS: meta, snapshot.  ARGV: seq, state, timestamp.  → epoch, or an AHEAD error.
@@ -144,13 +163,12 @@ def decode_blob(channel: str, blob: bytes) -> StoredEvent:
     return StoredEvent(channel, int(seq), epoch.decode(), event_id.decode(), event_type.decode(), int(ts), frame)
 
 
-def frame_parts(req: AppendRequest) -> tuple[bytes, bytes]:
-    """The event frame around seq and epoch, which the script fills in; the result is
-    byte-identical to ``protocol.encode_event``."""
-    head = orjson.dumps(
-        {"type": req.event_type, "id": req.event_id, "timestamp": req.timestamp, "channel": req.channel}
-    )
-    return head[:-1] + b',"seq":', b',"payload":' + req.data_json + b"}"
+def frame_parts(req: AppendRequest) -> tuple[bytes, bytes, bytes]:
+    """The event frame around timestamp, seq and epoch, which the script fills in; the result
+    is byte-identical to ``protocol.encode_event``."""
+    head = orjson.dumps({"type": req.event_type, "id": req.event_id})[:-1] + b',"timestamp":'
+    middle = b"," + orjson.dumps({"channel": req.channel})[1:-1] + b',"seq":'
+    return head, middle, b',"payload":' + req.data_json + b"}"
 
 
 def _unavailable(exc: BaseException, what: str) -> StoreUnavailable:
@@ -173,6 +191,8 @@ class RedisStore:
         self._retention = retention
         self._wall_clock = wall_clock
         self._queue = AppendQueue(WRITE_QUEUE)
+        #: channel → appends waiting while that channel's previous script call is in flight
+        self._lanes: dict[str, list[PendingAppend]] = {}
         self._shas: dict[str, str] = {}
         self._appended = self._duplicates = self._batches = 0
         self._running = False
@@ -183,6 +203,13 @@ class RedisStore:
     def healthy(self) -> bool:
         """Open, and the last command to Redis succeeded."""
         return self._running and not self._failing
+
+    @property
+    def problem(self) -> str:
+        """Why the log cannot take publishes right now ("" when it can)."""
+        if not self._running:
+            return "the Redis event log is not open"
+        return f"Redis is unreachable or refusing commands: {self.last_error}" if self._failing else ""
 
     def _ok(self) -> None:
         if self._failing:
@@ -240,18 +267,51 @@ class RedisStore:
         return self._queue.enqueue(request)
 
     async def _writer(self, nursery: trio.Nursery) -> None:
+        """Groups waiting appends by channel into lanes and keeps up to MAX_IN_FLIGHT pipelines
+        going, with **at most one script call in flight per channel**: pipelines may run on
+        different connections and Redis may execute a later one first, so a channel's next batch
+        is sent only once its previous one was answered. That keeps one sender's publishes to a
+        channel in frame order (they were queued in frame order); appends for a busy channel
+        gather in its lane and go out together, so the round trip is shared (group commit)."""
         slots = trio.Semaphore(MAX_IN_FLIGHT)
         async for batch in self._queue.batches(MAX_BATCH):
-            groups: dict[str, list[PendingAppend]] = {}
+            idle = []
             for pending in batch:
-                groups.setdefault(pending.request.channel, []).append(pending)
-            calls = [
-                items[i : i + MAX_SCRIPT_EVENTS]
-                for items in groups.values()
-                for i in range(0, len(items), MAX_SCRIPT_EVENTS)
-            ]
-            await slots.acquire()
-            nursery.start_soon(self._commit, calls, slots)
+                channel = pending.request.channel
+                lane = self._lanes.get(channel)
+                if lane is None:
+                    lane = self._lanes[channel] = []
+                    idle.append(channel)
+                lane.append(pending)
+            if idle:
+                await slots.acquire()
+                nursery.start_soon(self._commit_lanes, idle, slots)
+
+    async def _commit_lanes(self, channels: list[str], slots: trio.Semaphore) -> None:
+        """Commits what is waiting in ``channels``' lanes, round after round, until they are empty;
+        a lane is released (removed) in the same step that finds it empty, with no checkpoint
+        between, so the writer starts a new committer exactly when none owns the channel."""
+        try:
+            while channels:
+                calls = []
+                for channel in channels:
+                    lane = self._lanes[channel]
+                    for i in range(0, len(lane), MAX_SCRIPT_EVENTS):
+                        calls.append(lane[i : i + MAX_SCRIPT_EVENTS])
+                    lane.clear()
+                await self._commit(calls)
+                still = []
+                for channel in channels:
+                    if self._lanes[channel]:
+                        still.append(channel)
+                    else:
+                        del self._lanes[channel]
+                channels = still
+        finally:
+            for channel in channels:  # cancelled: fail what is left, free the lanes
+                for pending in self._lanes.pop(channel, ()):
+                    pending.fail(StoreUnavailable("the Redis event log is closing"))
+            slots.release()
 
     def _script_call(self, items: list[PendingAppend]) -> tuple[list[Any], list[Any]]:
         channel = items[0].request.channel
@@ -271,11 +331,10 @@ class RedisStore:
             if req.idem_key is not None:
                 keys.append(channel_key(channel, f"idem:{req.idem_scope}\x00{req.idem_key}"))
                 index = len(keys)
-            head, tail = frame_parts(req)
-            args += [index, req.event_id, req.event_type, req.timestamp, head, tail]
+            args += [index, req.event_id, req.event_type, req.timestamp, *frame_parts(req)]
         return keys, args
 
-    async def _commit(self, calls: list[list[PendingAppend]], slots: trio.Semaphore) -> None:
+    async def _commit(self, calls: list[list[PendingAppend]]) -> None:
         try:
             replies: list[Any] = [None] * len(calls)
             todo = list(range(len(calls)))
@@ -301,8 +360,6 @@ class RedisStore:
                 for pending in items:
                     pending.fail(error)
             return
-        finally:
-            slots.release()
         self._ok()
         self._batches += 1
         for items, reply in zip(calls, replies, strict=True):
@@ -367,14 +424,33 @@ class RedisStore:
 
     async def position(self, channel: str) -> ChannelPosition:
         keys = [channel_key(channel, "meta"), channel_key(channel, "log"), channel_key(channel, "snapshot")]
-        head, epoch, oldest = await self._script("position", POSITION_LUA, keys, [secrets.token_hex(6)])
+        head, epoch, oldest = await self._script(
+            "position", POSITION_LUA, keys, [secrets.token_hex(6), int(UNWRITTEN_TTL * 1000)]
+        )
         return ChannelPosition(channel, epoch.decode(), int(head), int(oldest))
 
-    async def read_after(self, channel: str, after_seq: int, limit: int) -> list[StoredEvent]:
-        entries = await self._call(
-            "read", self.link.client.xrange(channel_key(channel, "log"), f"{after_seq + 1}-0", "+", count=limit)
-        )
-        return [decode_blob(channel, entry.field_values[b"d"]) for entry in entries]
+    async def read_after(
+        self, channel: str, after_seq: int, limit: int, max_bytes: int | None = None
+    ) -> list[StoredEvent]:
+        """Reads in rounds of at most READ_ROUND entries when ``max_bytes`` bounds the page, so
+        that no more than about one round beyond the bound is ever transferred."""
+        key = channel_key(channel, "log")
+        events: list[StoredEvent] = []
+        size = 0
+        start = after_seq + 1
+        while len(events) < limit:
+            count = limit - len(events) if max_bytes is None else min(limit - len(events), READ_ROUND)
+            entries = await self._call("read", self.link.client.xrange(key, f"{start}-0", "+", count=count))
+            for entry in entries:
+                ev = decode_blob(channel, entry.field_values[b"d"])
+                if max_bytes is not None and events and size + len(ev.frame) > max_bytes:
+                    return events
+                size += len(ev.frame)
+                events.append(ev)
+            if len(entries) < count:
+                break
+            start = events[-1].seq + 1
+        return events
 
     async def read_one(self, channel: str, seq: int) -> StoredEvent | None:
         entries = await self._call(

@@ -45,6 +45,8 @@ MAX_BATCH: Final = 1024
 TRIM_CHUNK: Final = 200
 #: Channels whose head/generation the writer keeps in memory.
 HEAD_CACHE: Final = 100_000
+#: Seconds between write probes while writes fail.
+PROBE_INTERVAL: Final = 1.0
 #: Publish ids looked up per statement (two bound parameters each; SQLite allows 32,766).
 IDEM_LOOKUP_CHUNK: Final = 400
 
@@ -100,9 +102,28 @@ class SqliteStore:
         self._wcon: sqlite3.Connection | None = None
         self._rcon: sqlite3.Connection | None = None
         self._nonce = ""
-        self._heads: dict[str, tuple[int, int]] = {}  # channel -> (head_seq, generation); writer only
+        #: channel -> (head_seq, generation, newest publish time); writer thread only
+        self._heads: dict[str, tuple[int, int, int]] = {}
         self._appended = self._duplicates = self._batches = self._trimmed = 0
-        self.healthy = False
+        self._open_ok = False
+        #: why writes fail right now ("" while they succeed); cleared by the next good write
+        self.problem = ""
+
+    @property
+    def healthy(self) -> bool:
+        """Open, and the last write (append or probe) succeeded."""
+        return self._open_ok and not self.problem
+
+    def _write_failed(self, exc: BaseException) -> None:
+        reason = f"the event log refuses writes: {exc}"
+        if reason != self.problem:
+            log.error("%s (publishes get 503 until a write succeeds again)", reason)
+        self.problem = reason
+
+    def _write_ok(self) -> None:
+        if self.problem:
+            log.info("the event log accepts writes again")
+        self.problem = ""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,10 +134,11 @@ class SqliteStore:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._trimmer)
-                self.healthy = True
+                nursery.start_soon(self._prober)
+                self._open_ok = True
                 task_status.started()
         finally:
-            self.healthy = False
+            self._open_ok = False
             with trio.CancelScope(shield=True):
                 # Readers (sessions, the HTTP API) live outside this task: wait until no thread
                 # uses a connection before closing it (closing under a running query crashes).
@@ -158,12 +180,12 @@ class SqliteStore:
 
     async def append(self, request: AppendRequest) -> AppendResult:
         """Durably appends (or finds the original of a retried id); see the contract."""
-        if not self.healthy:
+        if not self._open_ok:
             raise StoreUnavailable("the event log is not open")
         return await self._queue.submit(request)
 
     def append_nowait(self, request: AppendRequest) -> PendingAppend:
-        if not self.healthy:
+        if not self._open_ok:
             raise StoreUnavailable("the event log is not open")
         return self._queue.enqueue(request)
 
@@ -172,22 +194,28 @@ class SqliteStore:
             try:
                 results = await trio.to_thread.run_sync(self._commit, batch, limiter=self._write_limiter)
             except (sqlite3.Error, OSError) as exc:
-                log.error("event log write failed; %d publishes refused: %s", len(batch), exc)
+                self._write_failed(exc)
+                log.warning("event log write failed; %d publishes refused (nothing acknowledged): %s", len(batch), exc)
                 self._heads.clear()  # the failed transaction may have staged heads
                 for pending in batch:
                     pending.fail(StoreUnavailable(f"event log write failed: {exc}"))
                 continue
+            self._write_ok()
             self._batches += 1
             for pending, (result, event) in zip(batch, results, strict=True):
                 if event is not None:
                     self.on_commit(event)
                 pending.succeed(result)
 
-    def _channel_state(self, con: sqlite3.Connection, channel: str) -> tuple[int, int]:
+    def _channel_state(self, con: sqlite3.Connection, channel: str) -> tuple[int, int, int]:
+        """(head seq, generation, publish time of the head event or 0) of ``channel``."""
         state = self._heads.get(channel)
         if state is None:
             row = con.execute("SELECT head_seq, generation FROM channels WHERE name = ?", (channel,)).fetchone()
-            state = (row[0], row[1]) if row else (0, 0)
+            if row is None:
+                return (0, 0, 0)
+            ts = con.execute("SELECT ts FROM events WHERE channel = ? AND seq = ?", (channel, row[0])).fetchone()
+            state = (row[0], row[1], ts[0] if ts else 0)
         return state
 
     def _known_ids(self, con: sqlite3.Connection, batch: list[PendingAppend]) -> dict[tuple[str, str], AppendResult]:
@@ -210,7 +238,7 @@ class SqliteStore:
         """One transaction for the whole batch: one idempotency lookup, two bulk inserts."""
         con = self._wcon
         assert con is not None
-        staged: dict[str, tuple[int, int]] = {}
+        staged: dict[str, tuple[int, int, int]] = {}
         out: list[tuple[AppendResult, StoredEvent | None]] = []
         event_rows: list[tuple] = []
         idem_rows: list[tuple] = []
@@ -223,24 +251,27 @@ class SqliteStore:
                 if idem is not None and idem in known:
                     out.append((known[idem], None))
                     continue
-                head, generation = staged.get(req.channel) or self._channel_state(con, req.channel)
+                head, generation, last_ts = staged.get(req.channel) or self._channel_state(con, req.channel)
                 seq = head + 1
                 epoch = self._epoch(generation)
+                # Publish times never go backwards within a channel (the wall clock may step back):
+                # retention by age then always trims a prefix of the log.
+                ts = max(req.timestamp, last_ts)
                 frame = encode_event(
                     event_type=req.event_type,
                     event_id=req.event_id,
-                    timestamp=req.timestamp,
+                    timestamp=ts,
                     channel=req.channel,
                     seq=seq,
                     epoch=epoch,
                     data_json=req.data_json,
                 )
-                event_rows.append((req.channel, seq, req.event_id, req.event_type, req.timestamp, frame))
+                event_rows.append((req.channel, seq, req.event_id, req.event_type, ts, frame))
                 if idem is not None:
-                    idem_rows.append((req.idem_scope, req.idem_key, req.channel, seq, epoch, req.event_id, req.timestamp))
+                    idem_rows.append((req.idem_scope, req.idem_key, req.channel, seq, epoch, req.event_id, ts))
                     known[idem] = AppendResult(req.channel, seq, epoch, req.event_id, duplicate=True)  # a retry in this batch
-                staged[req.channel] = (seq, generation)
-                event = StoredEvent(req.channel, seq, epoch, req.event_id, req.event_type, req.timestamp, frame)
+                staged[req.channel] = (seq, generation, ts)
+                event = StoredEvent(req.channel, seq, epoch, req.event_id, req.event_type, ts, frame)
                 out.append((AppendResult(req.channel, seq, epoch, req.event_id, duplicate=False), event))
             con.executemany("INSERT INTO events (channel, seq, id, type, ts, frame) VALUES (?, ?, ?, ?, ?, ?)", event_rows)
             con.executemany(
@@ -250,7 +281,7 @@ class SqliteStore:
             con.executemany(
                 "INSERT INTO channels (name, generation, head_seq) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET head_seq = excluded.head_seq",
-                [(name, gen, seq) for name, (seq, gen) in staged.items()],
+                [(name, gen, seq) for name, (seq, gen, _ts) in staged.items()],
             )
             con.execute("COMMIT")
         except BaseException:
@@ -263,6 +294,35 @@ class SqliteStore:
         self._appended += len(event_rows)
         self._duplicates += len(out) - len(event_rows)
         return out
+
+    async def _prober(self) -> None:
+        """While writes fail (disk full, I/O error), tries a tiny write every PROBE_INTERVAL, so
+        that health turns green again by itself once the disk has room, even with no publishes."""
+        while True:
+            await trio.sleep(PROBE_INTERVAL)
+            if not self.problem:
+                continue
+            try:
+                await trio.to_thread.run_sync(self._probe_write, limiter=self._write_limiter)
+            except (sqlite3.Error, OSError) as exc:
+                self._write_failed(exc)
+            else:
+                self._write_ok()
+
+    def _probe_write(self) -> None:
+        con = self._wcon
+        assert con is not None
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute(
+                "INSERT INTO meta (key, value) VALUES ('probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (secrets.token_hex(8),),
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
 
     # ------------------------------------------------------------------ reads
 
@@ -287,21 +347,33 @@ class SqliteStore:
             con.execute("COMMIT")
         return ChannelPosition(channel, self._epoch(generation), head, oldest)
 
-    async def read_after(self, channel: str, after_seq: int, limit: int) -> list[StoredEvent]:
-        return await self._read(self._read_after, channel, after_seq, limit)
+    async def read_after(
+        self, channel: str, after_seq: int, limit: int, max_bytes: int | None = None
+    ) -> list[StoredEvent]:
+        return await self._read(self._read_after, channel, after_seq, limit, max_bytes)
 
-    def _read_after(self, con: sqlite3.Connection, channel: str, after_seq: int, limit: int) -> list[StoredEvent]:
+    def _read_after(
+        self, con: sqlite3.Connection, channel: str, after_seq: int, limit: int, max_bytes: int | None
+    ) -> list[StoredEvent]:
         con.execute("BEGIN")
         try:
             row = con.execute("SELECT generation FROM channels WHERE name = ?", (channel,)).fetchone()
             epoch = self._epoch(row[0] if row else 0)
-            rows = con.execute(
+            cursor = con.execute(
                 "SELECT seq, id, type, ts, frame FROM events WHERE channel = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (channel, after_seq, limit),
-            ).fetchall()
+            )
+            events: list[StoredEvent] = []
+            size = 0
+            for seq, id_, type_, ts, frame in cursor:
+                if max_bytes is not None and events and size + len(frame) > max_bytes:
+                    break
+                size += len(frame)
+                events.append(StoredEvent(channel, seq, epoch, id_, type_, ts, frame))
+            cursor.close()
         finally:
             con.execute("COMMIT")
-        return [StoredEvent(channel, seq, epoch, id_, type_, ts, frame) for seq, id_, type_, ts, frame in rows]
+        return events
 
     async def read_one(self, channel: str, seq: int) -> StoredEvent | None:
         events = await self.read_after(channel, seq - 1, 1)
@@ -320,7 +392,7 @@ class SqliteStore:
     def _put_snapshot(self, channel: str, seq: int, state_json: bytes) -> Snapshot:
         con = self._wcon
         assert con is not None
-        head, generation = self._channel_state(con, channel)
+        head, generation, _ts = self._channel_state(con, channel)
         if seq > head:
             raise SnapshotAhead(f"snapshot seq {seq} is beyond the channel's head seq {head}")
         ts = int(self._wall_clock() * 1000)
@@ -378,10 +450,13 @@ class SqliteStore:
             for name, head in rows:
                 retention = self._retention(name)
                 cutoff = now_ms - int(retention.ttl * 1000)
-                deleted += con.execute(
-                    "DELETE FROM events WHERE channel = ? AND (seq <= ? OR ts < ?)",
-                    (name, head - retention.max_events, cutoff),
-                ).rowcount
+                # Only ever a prefix: up to the count bound, and up to the first event still young
+                # (never `ts < cutoff` row by row: after the clock stepped back that punched holes).
+                young = con.execute(
+                    "SELECT seq FROM events WHERE channel = ? AND ts >= ? ORDER BY seq LIMIT 1", (name, cutoff)
+                ).fetchone()
+                upto = max(head - retention.max_events, (young[0] - 1) if young else head)
+                deleted += con.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (name, upto)).rowcount
                 con.execute("DELETE FROM idempotency WHERE channel = ? AND ts < ?", (name, cutoff))
             con.execute("COMMIT")
         except BaseException:
