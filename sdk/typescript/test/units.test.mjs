@@ -1,9 +1,9 @@
 // The SDK's pure parts and build guarantees: the close-code table equals the server's, cursor
-// verdicts, backoff bounds, position-store adapters, platform hooks, the CommonJS build, and
-// that a protocol change the SDK does not handle fails its type check.
+// verdicts, backoff bounds, position-store adapters, platform hooks, the CommonJS build, the npm
+// tarball, and that a protocol change the SDK does not handle fails its type check.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -121,6 +121,31 @@ test("the CommonJS build loads with require() and matches the ESM API", () => {
   const cjs = createRequire(import.meta.url)("../dist/cjs/index.js");
   assert.deepEqual(Object.keys(cjs).sort(), Object.keys(sdk).sort());
   assert.ok(new cjs.ClientClosed("x") instanceof cjs.ClientError);
+});
+
+test("npm pack: an Apache-2.0 tarball of the built package that installs offline and loads both ways", { timeout: 120_000 }, () => {
+  const tmp = mkdtempSync(join(tmpdir(), "ts-sdk-pack-"));
+  try {
+    const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
+    // --ignore-scripts: `npm test` runs after `npm run build`; a plain `npm pack` builds first (prepack)
+    const [packed] = JSON.parse(npm(["pack", "--ignore-scripts", "--json", "--pack-destination", tmp], SDK_DIR));
+    const files = packed.files.map((f) => f.path);
+    for (const needed of ["README.md", "package.json", "dist/index.js", "dist/index.d.ts", "dist/cjs/index.js", "dist/cjs/package.json"]) {
+      assert.ok(files.includes(needed), `${needed} in the tarball`);
+    }
+    assert.deepEqual(files.filter((f) => /^(src|test|scripts|node_modules)\/|conformance/.test(f)), []);
+    const app = join(tmp, "app");
+    mkdirSync(app);
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", private: true }));
+    npm(["install", "--offline", join(tmp, packed.filename)], app);
+    const installed = JSON.parse(readFileSync(join(app, "node_modules", "@wsserver", "client", "package.json"), "utf8"));
+    assert.equal(installed.license, "Apache-2.0");
+    const esm = execFileSync(process.execPath, ["--input-type=module", "-e", 'import("@wsserver/client").then((m) => console.log(typeof m.Client, typeof m.attachBrowserHooks))'], { cwd: app, encoding: "utf8" });
+    const cjs = execFileSync(process.execPath, ["-e", 'const m = require("@wsserver/client"); console.log(typeof m.Client, typeof m.attachBrowserHooks)'], { cwd: app, encoding: "utf8" });
+    assert.deepEqual([esm.trim(), cjs.trim()], ["function function", "function function"]);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test("the frame types come from docs/schema: a protocol change the SDK does not handle fails the type check", { timeout: 120_000 }, () => {
