@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # TypeScript SDK (issue 12): install from the committed lockfile, build (frame types generated
 # from docs/schema, so protocol drift fails here), then run its tests against the real server,
-# through the chaos proxy, and in Debian's headless Chromium (never a downloaded browser).
+# through the chaos proxy, and in Debian's headless Chromium (never a downloaded browser); last,
+# `npm pack` the installable tarball (sdk/typescript/wsserver-client-<version>.tgz, the README's
+# install line) from the build just tested.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 started=$(date +%s)
@@ -22,4 +24,6 @@ cd sdk/typescript
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
 CI=true npm test
+tarball=$(npm pack --ignore-scripts --loglevel=error | tail -1)
+echo "-- packed sdk/typescript/$tarball ($(du -k "$tarball" | cut -f1) KiB)"
 echo "-- TypeScript SDK built and tested in $(( $(date +%s) - started ))s"

@@ -1,14 +1,16 @@
 // The client: a supervisor loop that connects, authenticates, resubscribes from each channel's
 // position and resends unacknowledged publishes after every drop, with observable state and events.
-import { DEFAULT_BACKOFF, backoffDelay, type Backoff } from "./backoff.js";
+import { DEFAULT_BACKOFF, DEFAULT_STABLE_AFTER, backoffDelay, reconnectDelay, type Backoff } from "./backoff.js";
 import { ABNORMAL, AUTH_FAILED, Reconnect, adviceFor } from "./codes.js";
 import { Connection, now, type ClientStats, type ConnectionEnd, type ConnectionHost } from "./connection.js";
 import { ChannelCursor } from "./cursor.js";
-import { ClientClosed, MessageTooBig, type ClientError } from "./errors.js";
+import { ClientClosed, MessageTooBig, OutboxFull, type ClientError } from "./errors.js";
 import type { ClientEvent, ClientEventKind, ConnectionState, EventOfKind, TokenReason } from "./events.js";
-import { Outbox, type PublishResult } from "./outbox.js";
+import { Lifecycle } from "./lifecycle.js";
+import { DEFAULT_OUTBOX_LIMITS, MAX_ID_LENGTH, Outbox, Pending, type OutboxLimits, type PublishResult } from "./outbox.js";
+import type { OutboxStore } from "./outbox-store.js";
 import { MemoryPositionStore, type Position, type PositionStore } from "./positions.js";
-import { frame, utf8Length } from "./protocol.js";
+import { frame, newId } from "./protocol.js";
 import type { WebSocketConstructor } from "./socket.js";
 
 /** Returns a token (a JWT) for `reason`, or null for "no token: stop". May be async. */
@@ -23,14 +25,28 @@ export interface ClientOptions {
   WebSocket?: WebSocketConstructor;
   /** Where channel positions live (default: in memory). */
   positions?: PositionStore;
-  /** Reconnect delays in ms (default 500 doubling to 20 000, full jitter). */
+  /** Reconnect and retry delays in ms (default 500 doubling to 20 000, full jitter). */
   backoff?: Partial<Backoff>;
+  /** ms a link must stay up after `auth_ok` before the failures before it are forgotten (default 10 000). */
+  stableAfter?: number;
   /** ms of silence beyond the server's `heartbeatInterval` before the link counts as dead (default 3000). */
   heartbeatSlack?: number;
+  /** ms `reconnectNow()` waits for any frame after its probe `ping` before the link counts as dead
+   *  (default: `heartbeatSlack`). */
+  probeTimeout?: number;
+  /** Where unacknowledged publishes are kept (default: this client's memory), and the bounds. */
+  outbox?: Partial<OutboxLimits> & { store?: OutboxStore };
   /** ms for the WebSocket handshake and `auth_ok` (default 10 000). */
   connectTimeout?: number;
   /** Uniform [0, 1) source for the jitter (default Math.random; seed it in tests). */
   random?: () => number;
+}
+
+/** `publish` options. */
+export interface PublishOptions {
+  /** The frame id: the idempotency key (1–128 characters; a UUID v4). Publishing the same id again
+   *  gets the same answer and stores nothing new; while it is pending, the same promise. Default: a fresh UUID v4. */
+  id?: string;
 }
 
 /** `subscribe` options: where to start when the position store has no entry for the channel. */
@@ -42,11 +58,10 @@ export interface SubscribeOptions {
 
 type Listener = (event: ClientEvent) => void;
 
-/** Rethrows an app listener's exception outside the SDK's call stack, where the platform reports it. */
-function reportLater(error: unknown): void {
-  setTimeout(() => {
-    throw error;
-  }, 0);
+/** An `error` listener threw: there is no event left to report that with. Never rethrown (React
+ *  Native treats an exception thrown from a timer as fatal). */
+function lastResort(error: unknown): void {
+  (globalThis as { console?: { error?: (...args: unknown[]) => void } }).console?.error?.("wsserver client: an error listener threw", error);
 }
 
 /**
@@ -54,23 +69,37 @@ function reportLater(error: unknown): void {
  *
  * `client.on(kind, listener)` (or `on("*", …)`) observes events, `client.start()` connects,
  * `subscribe`/`publish`, and `close()` ends it. Listeners run synchronously in the order events
- * happen; a channel's position is saved after its listeners returned.
+ * happen; a channel's position is committed and saved once every listener returned, and an event
+ * a listener threw on is delivered again (see the README's "Listeners that throw").
  */
 export class Client implements ConnectionHost {
   readonly url: string;
   readonly positions: PositionStore;
-  readonly stats: ClientStats = { connects: 0, reconnects: 0, delivered: 0, duplicatesDropped: 0, gaps: 0, publishesResent: 0 };
+  readonly stats: ClientStats = {
+    connects: 0,
+    reconnects: 0,
+    delivered: 0,
+    duplicatesDropped: 0,
+    gaps: 0,
+    publishesResent: 0,
+    listenerFailures: 0,
+    retries: 0,
+  };
   readonly cursors = new Map<string, ChannelCursor>();
-  readonly outbox = new Outbox();
+  readonly outbox: Outbox;
+  readonly backoff: Readonly<Backoff>;
+  readonly stableAfter: number;
   readonly heartbeatSlack: number;
+  readonly probeTimeout: number;
   readonly connectTimeout: number;
+  /** Feed it the platform's foreground/background and connectivity reports (the hooks do). */
+  readonly lifecycle: Lifecycle;
   maxMessageSize: number | null = null;
   /** Resolves with the final `closed` event once the client stopped for good. */
   readonly closed: Promise<EventOfKind<"closed">>;
 
   private readonly provider: TokenProvider;
   private readonly WebSocketImpl: WebSocketConstructor;
-  private readonly backoff: Backoff;
   private readonly random: () => number;
   private readonly listeners = new Map<ClientEventKind | "*", Set<Listener>>();
   private currentState: ConnectionState = "connecting";
@@ -79,7 +108,12 @@ export class Client implements ConnectionHost {
   private started = false;
   private stopped = false;
   private done = false;
-  private wake: (() => void) | null = null;
+  /** links in a row that failed or did not stay up `stableAfter` */
+  private failures = 0;
+  private lastWakeAt = -Infinity;
+  private offline = false;
+  /** the backoff wait in progress: cut it to `ms` from now (if that is sooner) */
+  private shorten: ((ms: number) => void) | null = null;
   private resolveClosed!: (event: EventOfKind<"closed">) => void;
 
   constructor(options: ClientOptions) {
@@ -91,10 +125,17 @@ export class Client implements ConnectionHost {
     if (impl === undefined) throw new TypeError("no WebSocket on this platform: pass options.WebSocket (on Node: the `ws` package)");
     this.WebSocketImpl = impl;
     this.positions = options.positions ?? new MemoryPositionStore();
-    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.backoff = Object.freeze({ ...DEFAULT_BACKOFF, ...options.backoff });
+    this.stableAfter = options.stableAfter ?? DEFAULT_STABLE_AFTER;
     this.heartbeatSlack = options.heartbeatSlack ?? 3000;
+    this.probeTimeout = options.probeTimeout ?? this.heartbeatSlack;
     this.connectTimeout = options.connectTimeout ?? 10_000;
     this.random = options.random ?? Math.random;
+    const { store, ...limits } = options.outbox ?? {};
+    this.outbox = new Outbox(store ?? null, { ...DEFAULT_OUTBOX_LIMITS, ...limits }, (error) =>
+      this.emit({ kind: "error", code: "outbox_store", message: String(error), channel: null, cause: error }),
+    );
+    this.lifecycle = new Lifecycle(this);
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -117,10 +158,12 @@ export class Client implements ConnectionHost {
     return () => set.delete(l);
   }
 
-  /** Starts connecting (once); the client then stays connected until `close()` or a final close code. */
+  /** Starts connecting (once); the client then stays connected until `close()` or a final close code.
+   *  Publishes left in a durable outbox store by an earlier client are sent again. */
   start(): this {
     if (!this.started) {
       this.started = true;
+      void this.restoreOutbox();
       void this.supervise().then(
         (end) => this.finishClient(end),
         (error: unknown) => this.finishClient({ code: ABNORMAL, reason: `internal error: ${String(error)}` }),
@@ -161,43 +204,67 @@ export class Client implements ConnectionHost {
   }
 
   /**
-   * Publishes through the outbox and resolves with the server's acknowledgement. A publish
-   * interrupted by a drop is resent with the same frame id after the reconnect, so it is stored
-   * exactly once. Rejects with `MessageTooBig` (never sent), `PublishRefused` or `ClientClosed`.
+   * Publishes through the outbox and resolves with the server's acknowledgement. The publish is
+   * kept (in `outbox.store`, if durable) until the server answers; one interrupted by a drop, or by
+   * the end of the process, is resent with the same frame id, so it is stored exactly once. Pass
+   * `{id}` to use your own idempotency key. Rejects with `MessageTooBig` (never sent),
+   * `PublishRefused`, `PublishExpired`, `OutboxFull`, or `ClientClosed`.
    */
-  publish(channel: string, event: string, data: Record<string, unknown>): Promise<PublishResult> {
+  publish(channel: string, event: string, data: Record<string, unknown>, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.done || this.stopped) return Promise.reject(new ClientClosed("the client is closed"));
-    const f = frame("publish", { channel, event, data });
-    const wire = JSON.stringify(f);
-    const bytes = utf8Length(wire);
-    if (this.maxMessageSize !== null && bytes > this.maxMessageSize) {
-      return Promise.reject(new MessageTooBig(`publish frame of ${bytes} bytes > maxMessageSize ${this.maxMessageSize}`));
+    const id = options.id ?? newId();
+    if (typeof id !== "string" || id.length === 0 || id.length > MAX_ID_LENGTH) {
+      return Promise.reject(new TypeError(`a publish id is 1–${MAX_ID_LENGTH} characters (a UUID v4): ${JSON.stringify(id)}`));
     }
-    const entry = this.outbox.add(f.id, wire, bytes);
-    const conn = this.conn;
-    if (conn !== null && conn.authenticated) conn.sendPublish(entry);
+    const pending = this.outbox.get(id);
+    if (pending !== undefined) return pending.promise;
+    const limit = this.outbox.limits.maxEntries;
+    if (this.outbox.size >= limit) return Promise.reject(new OutboxFull(`the outbox holds ${limit} unacknowledged publishes`));
+    const entry = new Pending({ id, channel, event, data, createdAt: Date.now() });
+    if (this.maxMessageSize !== null && entry.bytes > this.maxMessageSize) {
+      return Promise.reject(new MessageTooBig(`publish frame of ${entry.bytes} bytes > maxMessageSize ${this.maxMessageSize}`));
+    }
+    this.outbox.add(entry, this.sendWhenReady);
     return entry.promise;
   }
 
   /**
-   * "The network may be back": wired to browser `online`/`visibilitychange` and React Native's
-   * AppState by `attachBrowserHooks`/`attachAppStateHooks`. Waiting to reconnect: go now.
-   * Connected: probe the link with a `ping` and reconnect if it stays silent for the slack.
+   * A real wake (the network is back, the app came to the foreground; `client.lifecycle` calls it):
+   * forget the failures so far, retry within `backoff.base` if waiting, and probe an open link with
+   * a `ping` (dead unless a frame arrives within `probeTimeout`). Wakes closer together than
+   * `backoff.base` count as one.
    */
   reconnectNow(): void {
     if (this.done || this.stopped) return;
-    if (this.wake !== null) this.wake();
-    else this.conn?.probe();
+    const t = now();
+    if (t - this.lastWakeAt >= this.backoff.base) {
+      this.lastWakeAt = t;
+      this.failures = 0;
+      this.shorten?.(this.random() * this.backoff.base);
+    }
+    this.conn?.probe();
   }
 
-  /** Closes the connection (1000) and stops; pending publishes reject with ClientClosed. */
+  /**
+   * The platform says the device is offline (`true`) or not (`false`); `client.lifecycle` calls it.
+   * Only a hint: offline probes an open link, and retries go on at the backoff cap (they never
+   * stop); the next connection that authenticates clears it.
+   */
+  setOffline(offline: boolean): void {
+    if (this.done || this.stopped) return;
+    this.offline = offline;
+    if (offline) this.conn?.probe();
+  }
+
+  /** Closes the connection (1000) and stops; pending publishes reject with ClientClosed (a durable
+   *  outbox store keeps them for the next client). */
   async close(): Promise<void> {
     this.stopped = true;
     if (!this.started) {
       this.finishClient({ code: 1000, reason: "closed by the application" });
     } else {
       this.conn?.closeByApp();
-      this.wake?.();
+      this.shorten?.(0);
     }
     await this.closed;
   }
@@ -210,9 +277,11 @@ export class Client implements ConnectionHost {
 
   setState(state: ConnectionState): void {
     this.currentState = state;
+    if (state === "connected") this.offline = false; // a link authenticated: evidently online
   }
 
-  emit(event: ClientEvent): void {
+  dispatch(event: ClientEvent): unknown[] {
+    const errors: unknown[] = [];
     for (const key of [event.kind, "*"] as const) {
       const set = this.listeners.get(key);
       if (set === undefined) continue;
@@ -220,10 +289,25 @@ export class Client implements ConnectionHost {
         try {
           listener(event);
         } catch (error) {
-          reportLater(error);
+          errors.push(error);
         }
       }
     }
+    return errors;
+  }
+
+  emit(event: ClientEvent): boolean {
+    const errors = this.dispatch(event);
+    for (const error of errors) this.reportListener(event, error);
+    return errors.length === 0;
+  }
+
+  listenerFailed(event: ClientEvent & { channel: string }, errors: unknown[], seq: number, retryIn: number): void {
+    for (const error of errors) this.reportListener(event, error, seq, retryIn);
+  }
+
+  retryDelay(step: number): number {
+    return backoffDelay(this.backoff, step, this.random);
   }
 
   async token(reason: TokenReason): Promise<string | null> {
@@ -241,9 +325,36 @@ export class Client implements ConnectionHost {
 
   // ------------------------------------------------------------------ supervision
 
+  private reportListener(event: ClientEvent, error: unknown, seq?: number, retryIn?: number): void {
+    if (event.kind === "error") {
+      lastResort(error);
+      return;
+    }
+    const channel = "channel" in event ? event.channel : null;
+    const again = retryIn === undefined ? "" : `; delivered again in ${Math.round(retryIn)} ms`;
+    const report: ClientEvent = { kind: "error", code: "listener", message: `a "${event.kind}" listener threw: ${String(error)}${again}`, channel, cause: error };
+    if (seq !== undefined) report.seq = seq;
+    if (retryIn !== undefined) report.retryIn = retryIn;
+    this.emit(report);
+  }
+
+  private readonly sendWhenReady = (entry: Pending): void => {
+    const conn = this.conn;
+    if (conn !== null && conn.authenticated) conn.sendPublish(entry);
+  };
+
+  /** Publishes an earlier client left in the outbox store go out again (same ids: stored once). */
+  private async restoreOutbox(): Promise<void> {
+    for (const record of await this.outbox.load()) {
+      if (this.done || this.outbox.get(record.id) !== undefined) continue;
+      this.outbox.add(new Pending(record, true), this.sendWhenReady);
+    }
+  }
+
   private storeCall(channel: string, call: () => void | Promise<void>): void {
-    const failed = (error: unknown): void =>
-      this.emit({ kind: "error", code: "position_store", message: String(error), channel });
+    const failed = (error: unknown): void => {
+      this.emit({ kind: "error", code: "position_store", message: String(error), channel, cause: error });
+    };
     try {
       const result = call();
       if (result instanceof Promise) result.catch(failed);
@@ -253,13 +364,12 @@ export class Client implements ConnectionHost {
   }
 
   private async supervise(): Promise<{ code: number; reason: string }> {
-    let attempt = 0;
     let reason: TokenReason = "connect";
     let rejected: string | null = null;
     let lostAt = now();
     while (!this.stopped) {
       this.setState("connecting");
-      this.emit({ kind: "connecting", attempt });
+      this.emit({ kind: "connecting", attempt: this.failures });
       const started = now();
       const got = await this.token(reason).then(
         (token) => ({ token }),
@@ -268,8 +378,8 @@ export class Client implements ConnectionHost {
       if (this.stopped) break;
       let end: ConnectionEnd;
       if ("error" in got) {
-        this.emit({ kind: "error", code: "token_provider", message: String(got.error), channel: null });
-        end = { code: ABNORMAL, reason: `the token provider failed: ${String(got.error)}`, authenticated: false };
+        this.emit({ kind: "error", code: "token_provider", message: String(got.error), channel: null, cause: got.error });
+        end = { code: ABNORMAL, reason: `the token provider failed: ${String(got.error)}`, authenticated: false, upFor: 0 };
       } else if (got.token === null) {
         return { code: AUTH_FAILED, reason: "the token provider has no token" };
       } else if (rejected !== null && got.token === rejected) {
@@ -281,15 +391,16 @@ export class Client implements ConnectionHost {
       if (this.stopped) break;
       const advice = adviceFor(end.code);
       if (advice === Reconnect.NEVER) return { code: end.code, reason: end.reason };
-      if (end.authenticated) attempt = 0;
+      // Failures are forgotten after a link that stayed up, never merely on `auth_ok`: a server that
+      // accepts and then drops every link sees the backoff grow, not a loop.
+      if (end.upFor >= this.stableAfter) this.failures = 0;
       rejected = end.code === AUTH_FAILED ? got.token : null;
       reason = advice === Reconnect.NEW_TOKEN ? "rejected" : "connect";
-      const atOnce = (advice === Reconnect.AT_ONCE || advice === Reconnect.NEW_TOKEN) && attempt === 0;
-      const delay = atOnce ? 0 : backoffDelay(this.backoff, attempt, this.random);
-      attempt++;
+      const delay = reconnectDelay(this.backoff, { advice, failures: this.failures, streak: end.streak, offline: this.offline }, this.random);
+      this.failures++;
       this.stats.reconnects++;
       this.setState("reconnecting");
-      this.emit({ kind: "reconnecting", attempt, delay, code: end.code, reason: end.reason, advice });
+      this.emit({ kind: "reconnecting", attempt: this.failures, delay, code: end.code, reason: end.reason, advice });
       await this.sleep(delay);
     }
     return { code: 1000, reason: "closed by the application" };
@@ -301,7 +412,7 @@ export class Client implements ConnectionHost {
     try {
       ws = new this.WebSocketImpl(this.url);
     } catch (error) {
-      return { code: ABNORMAL, reason: `cannot connect: ${String(error)}`, authenticated: false };
+      return { code: ABNORMAL, reason: `cannot connect: ${String(error)}`, authenticated: false, upFor: 0 };
     }
     const conn = new Connection(this, ws, this.generation, token, started, lostAt);
     this.conn = conn;
@@ -312,17 +423,20 @@ export class Client implements ConnectionHost {
     }
   }
 
-  /** Waits `delay` ms, or less when `reconnectNow()` or `close()` wakes it. */
+  /** Waits `delay` ms, or less when `reconnectNow()` or `close()` shortens it. */
   private sleep(delay: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.wake = null;
+      let until = now() + delay;
+      const done = (): void => {
+        this.shorten = null;
         resolve();
-      }, delay);
-      this.wake = () => {
+      };
+      let timer = setTimeout(done, delay);
+      this.shorten = (ms) => {
+        if (now() + ms >= until) return;
         clearTimeout(timer);
-        this.wake = null;
-        resolve();
+        until = now() + ms;
+        timer = setTimeout(done, ms);
       };
     });
   }

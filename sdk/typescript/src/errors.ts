@@ -10,7 +10,8 @@ export class ClientError extends Error {
   }
 }
 
-/** The client closed before the operation completed. */
+/** The client closed before the operation completed. A publish stays in a durable outbox store
+ *  (`ClientOptions.outbox.store`): the next client on that store sends it. */
 export class ClientClosed extends ClientError {}
 
 /** The server refused a publish for good (e.g. `forbidden`); `code` is the error code. */
@@ -25,3 +26,9 @@ export class PublishRefused extends ClientError {
 
 /** The frame exceeds the server's `maxMessageSize`; it was not sent (and is never retried). */
 export class MessageTooBig extends ClientError {}
+
+/** The outbox holds `outbox.maxEntries` unacknowledged publishes already: this one was not taken. */
+export class OutboxFull extends ClientError {}
+
+/** The publish waited longer than `outbox.ttl` without being sent and acknowledged: given up. */
+export class PublishExpired extends ClientError {}

@@ -25,7 +25,8 @@ export type TokenReason =
 
 export type RecoveryMode = SubscribedFrame["payload"]["recovery"];
 
-/** A connection attempt starts (`attempt` 0 is the first since the last success). */
+/** A connection attempt starts; `attempt`: the failures in a row before it (0: the first since a
+ *  link that stayed up `stableAfter`, or a wake). */
 export interface ConnectingEvent {
   kind: "connecting";
   attempt: number;
@@ -40,7 +41,8 @@ export interface ConnectedEvent {
   heartbeatInterval: number;
 }
 
-/** The link ended with `code`; the next attempt starts after `delay` ms. */
+/** The link ended with `code`; the next attempt starts after `delay` ms (a full-jitter draw, see
+ *  `reconnectDelay`); `attempt`: the failures in a row, this one included. */
 export interface ReconnectingEvent {
   kind: "reconnecting";
   attempt: number;
@@ -105,6 +107,17 @@ export interface ChannelEvent {
   timestamp: number;
 }
 
+/** The server acknowledged a publish (every one; for a publish restored from a durable outbox
+ *  store this event is how the app learns its seq). */
+export interface PublishedEvent {
+  kind: "published";
+  /** the publish frame's id */
+  id: string;
+  channel: string;
+  seq: number;
+  epoch: string;
+}
+
 /** The subscription ended because the server withdrew it (e.g. a refreshed token no longer allows it). */
 export interface UnsubscribedEvent {
   kind: "unsubscribed";
@@ -112,13 +125,27 @@ export interface UnsubscribedEvent {
   reason: string | null;
 }
 
-/** The server refused a frame the SDK sent (not a publish: those reject `publish`), or the SDK
- *  met a problem it recovers from (an undecodable frame, a failing token provider or position store). */
+/**
+ * The server refused a frame the SDK sent, or the SDK met a problem it recovers from. `code` is the
+ * server's error code (`rate_limited`, `forbidden`, …) or one of the SDK's: `listener` (an app
+ * listener threw: `cause` holds what it threw), `gap` (a sequence gap: the client resyncs),
+ * `bad_frame`, `token_provider`, `position_store`, `outbox_store`, `expired` (a publish restored
+ * from the outbox store was older than its TTL).
+ */
 export interface ErrorEvent {
   kind: "error";
   code: string;
   message: string;
   channel: string | null;
+  /** the refused frame's id (a publish's id), when there is one */
+  id?: string;
+  /** the event's seq, for `listener` and `gap` */
+  seq?: number;
+  /** ms until the SDK sends the refused request again, or redelivers the event (a retryable error,
+   *  a failed listener); absent when it gives up or does not retry */
+  retryIn?: number;
+  /** what an app listener threw, for `listener`; what a store or provider threw */
+  cause?: unknown;
 }
 
 export type ClientEvent =
@@ -131,6 +158,7 @@ export type ClientEvent =
   | SnapshotEvent
   | ResetEvent
   | ChannelEvent
+  | PublishedEvent
   | UnsubscribedEvent
   | ErrorEvent;
 

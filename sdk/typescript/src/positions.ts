@@ -127,7 +127,11 @@ export class AsyncStoragePositionStore implements PositionStore {
           else await this.storage.setItem(key, JSON.stringify(written));
         }
       } catch (error) {
-        this.onError(error);
+        try {
+          this.onError(error);
+        } catch {
+          // the app's error callback failed too: nothing is left to report it with
+        }
       } finally {
         this.writing.delete(channel);
       }

@@ -1,6 +1,6 @@
 // End to end in real headless Chromium (Debian's, driven by playwright-core): the built ESM SDK
 // on a page served from 127.0.0.1 connects to the real server, survives a forced drop with
-// replay, keeps its positions in localStorage, and is refused from an Origin not allowed.
+// replay, keeps its positions and its outbox in localStorage, and is refused from an Origin not allowed.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -39,16 +39,17 @@ function serveSdk() {
   return new Promise((ok) => http.listen(0, "127.0.0.1", () => ok({ http, origin: `http://127.0.0.1:${http.address().port}` })));
 }
 
-/** Starts a client on the page; its events go to `window.events`, positions to localStorage. */
+/** Starts a client on the page; its events go to `window.events`, positions and the outbox to localStorage. */
 async function startPageClient(page, wsUrl, token) {
   await page.waitForFunction(() => window.ready === true);
   await page.evaluate(
     ([url, token]) => {
-      const { Client, WebStoragePositionStore, attachBrowserHooks } = window.sdk;
+      const { Client, WebStorageOutboxStore, WebStoragePositionStore, attachBrowserHooks } = window.sdk;
       window.client = new Client({
         url,
         tokenProvider: () => token,
         positions: new WebStoragePositionStore(window.localStorage),
+        outbox: { store: new WebStorageOutboxStore(window.localStorage) },
         backoff: { base: 300, cap: 600 },
         heartbeatSlack: 500,
       });
@@ -118,8 +119,14 @@ describe("in headless Chromium", { skip: haveChromium ? false : `no ${CHROMIUM} 
       const stored = await page.evaluate((channel) => window.localStorage.getItem(`wsserver.position:${channel}`), channel);
       assert.deepEqual(JSON.parse(stored), { seq: 6, epoch: subs[1].epoch });
 
-      const result = await page.evaluate((channel) => window.client.publish(channel, "browser.msg", { from: "page" }), channel);
+      const [result, whileSending] = await page.evaluate((channel) => {
+        const sending = window.client.publish(channel, "browser.msg", { from: "page" });
+        const kept = JSON.parse(window.localStorage.getItem("wsserver.outbox")).length;
+        return sending.then((r) => [r, kept]);
+      }, channel);
       assert.equal(result.seq, 7);
+      assert.equal(whileSending, 1, "in the localStorage outbox until acknowledged");
+      assert.equal(await page.evaluate(() => window.localStorage.getItem("wsserver.outbox")), "[]");
       await page.evaluate(() => window.client.close());
       assert.equal(await page.evaluate(() => window.client.state), "closed");
     } finally {

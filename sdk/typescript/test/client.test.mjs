@@ -1,9 +1,34 @@
-// The SDK against a real server: replay and live order, every close code's reconnect advice,
-// token refresh (and its race with a drop), snapshot and reset, outbox exactly-once, positions.
+// The SDK against a real server: replay and live order, every close code's reconnect advice and
+// the backoff discipline, token refresh (and its race with a drop), snapshot and reset, listeners
+// that throw (redelivery), the dead-link probe, outbox exactly-once (durable, app ids), positions.
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { ClientClosed, MemoryPositionStore, MessageTooBig, PublishRefused, Reconnect } from "../dist/index.js";
-import { FAST_ENV, ServerProcess, WAIT, withServer, makeToken, sleep, staticTokens, startClient, until, user } from "./support.mjs";
+import {
+  ClientClosed,
+  DEFAULT_BACKOFF,
+  MemoryPositionStore,
+  MessageTooBig,
+  PublishRefused,
+  Reconnect,
+  WebStorageOutboxStore,
+  backoffCeiling,
+} from "../dist/index.js";
+import {
+  FAST_ENV,
+  ServerProcess,
+  WAIT,
+  withServer,
+  lossyLink,
+  makeToken,
+  mapStorage,
+  seeded,
+  sleep,
+  staticTokens,
+  startClient,
+  until,
+  user,
+} from "./support.mjs";
 
 const T = { timeout: 30_000 };
 
@@ -58,8 +83,9 @@ describe("against one shared server", () => {
         await server.publish(channel, { n: 2 }); // while the client is away
         const rc = await rec.waitFor("reconnecting");
         assert.deepEqual([rc.code, rc.advice, rc.attempt], [code, advice, 1]);
-        if (advice === Reconnect.AT_ONCE) assert.equal(rc.delay, 0);
-        else assert.ok(rc.delay >= 0 && rc.delay <= 50, `full jitter below the first ceiling: ${rc.delay}`);
+        // "at once" is a draw below base (50 here), never a fixed 0; backoff codes start one step up
+        const ceiling = advice === Reconnect.AT_ONCE ? 50 : 100;
+        assert.ok(rc.delay > 0 && rc.delay <= ceiling, `full jitter below ${ceiling}: ${rc.delay}`);
         const again = await rec.waitFor("subscribed", undefined, { count: 2 });
         assert.equal(again.mode, "replay");
         await rec.waitFor("event", undefined, { count: 2 });
@@ -95,7 +121,7 @@ describe("against one shared server", () => {
         await server.disconnect(sub, code, "t");
         const rc = await rec.waitFor("reconnecting");
         assert.equal(rc.advice, Reconnect.NEW_TOKEN);
-        assert.equal(rc.delay, 0);
+        assert.ok(rc.delay > 0 && rc.delay <= 50, `jittered below base: ${rc.delay}`);
         await rec.waitFor("connected", undefined, { count: 2 });
         assert.deepEqual(provider.reasons, ["connect", "rejected"]);
       } finally {
@@ -178,30 +204,169 @@ describe("against one shared server", () => {
     }
   });
 
-  test("a publish retried with the same frame id is stored once (the server's answer is the first one)", T, async () => {
+  test("publish with the app's own id: the same id again gets the same answer and stores nothing new", T, async () => {
     const sub = user();
     const channel = `dup.${sub}`;
     const { client, rec } = startClient(server.wsUrl, staticTokens(sub));
     try {
       await rec.waitFor("connected");
-      const promise = client.publish(channel, "chat.msg", { once: true });
-      const [entry] = client.outbox.unsent(-1);
-      const result = await promise;
-      // send the very same wire frame again, as a resend after a lost ack would
-      const again = new Promise((ok) => {
-        const off = client.on("*", () => {});
-        client.outbox.add(entry.frameId, entry.wire, entry.bytes).promise.then((r) => {
-          off();
-          ok(r);
-        });
+      const id = randomUUID();
+      const first = await client.publish(channel, "chat.msg", { once: true }, { id });
+      assert.equal(first.id, id);
+      const again = await client.publish(channel, "chat.msg", { once: true }, { id }); // e.g. the app's own queue retrying
+      assert.deepEqual(again, first);
+      const other = randomUUID();
+      const pending = client.publish(channel, "chat.msg", { n: 2 }, { id: other });
+      assert.equal(client.publish(channel, "chat.msg", { n: 2 }, { id: other }), pending, "while pending: the same promise");
+      const second = await pending;
+      const { body } = await server.api("GET", `/api/v1/channels/${channel}/history?after=0&limit=10`);
+      assert.deepEqual(body.events.map((e) => e.seq), [1, 2]);
+      assert.deepEqual([first.seq, second.seq], [1, 2]);
+      assert.deepEqual(rec.of("published").map((e) => [e.id, e.seq]), [[id, 1], [id, 1], [other, 2]]);
+      await assert.rejects(client.publish(channel, "chat.msg", {}, { id: "" }), TypeError);
+      await assert.rejects(client.publish(channel, "chat.msg", {}, { id: "x".repeat(129) }), TypeError);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("durable outbox: publishes a closed client left unacknowledged are sent by the next one, stored once", T, async () => {
+    const sub = user();
+    const channel = `outbox.${sub}`;
+    const storage = mapStorage(); // what localStorage keeps across a reload
+    const link = lossyLink();
+    const a = startClient(server.wsUrl, staticTokens(sub), { WebSocket: link.WebSocket, outbox: { store: new WebStorageOutboxStore(storage) } });
+    const history = async () => (await server.api("GET", `/api/v1/channels/${channel}/history?after=0&limit=100`)).body.events;
+    let outcomes;
+    try {
+      await a.rec.waitFor("connected");
+      link.mute = true; // the server stores these, its acks never arrive
+      const sent = [0, 1, 2].map((i) => a.client.publish(channel, "chat.msg", { i }));
+      for (const deadline = Date.now() + WAIT; (await history()).length < 3; ) {
+        if (Date.now() > deadline) throw new Error("the server did not store the first three");
+        await sleep(20);
+      }
+      link.blockSend = true; // these never leave the device
+      const unsent = [3, 4].map((i) => a.client.publish(channel, "chat.msg", { i }));
+      outcomes = [...sent, ...unsent].map((p) => p.then(() => null, (e) => e));
+    } finally {
+      await a.client.close();
+    }
+    for (const e of await Promise.all(outcomes)) assert.ok(e instanceof ClientClosed, String(e));
+    assert.equal(new WebStorageOutboxStore(storage).load().length, 5, "kept for the next client");
+    assert.equal((await history()).length, 3);
+
+    const b = startClient(server.wsUrl, staticTokens(sub), { outbox: { store: new WebStorageOutboxStore(storage) } });
+    try {
+      await b.rec.waitFor("published", undefined, { count: 5 });
+      const events = await history();
+      assert.deepEqual(events.map((e) => e.payload.i).sort(), [0, 1, 2, 3, 4], "each stored exactly once");
+      const bySeq = Object.fromEntries(events.map((e) => [e.seq, e.payload.i]));
+      const acks = b.rec.of("published").map((e) => bySeq[e.seq]).sort();
+      assert.deepEqual(acks, [0, 1, 2, 3, 4], "the first three got their first answers again");
+      assert.equal(new WebStorageOutboxStore(storage).load().length, 0, "acknowledged: gone from the store");
+      assert.equal(b.client.stats.publishesResent, 0);
+    } finally {
+      await b.client.close();
+    }
+  });
+
+  test("a listener that throws on seq N gets seq N again; the stored position never skipped it", T, async () => {
+    const channel = `room.${user()}`;
+    for (let i = 0; i < 6; i++) await server.publish(channel, { i });
+    const saves = [];
+    const store = new (class extends MemoryPositionStore {
+      save(ch, position) {
+        saves.push(position.seq);
+        super.save(ch, position);
+      }
+    })();
+    const { client, rec } = startClient(server.wsUrl, staticTokens(user()), { positions: store });
+    const seen = [];
+    let failed = false;
+    client.on("event", (e) => {
+      seen.push(e.seq);
+      if (e.seq === 3 && !failed) {
+        failed = true;
+        throw new Error("the app could not store event 3");
+      }
+    });
+    try {
+      await client.subscribe(channel, { lastSeq: 0 });
+      await until(() => seen.includes(6), "events up to 6");
+      await server.publish(channel, { i: 6 });
+      await until(() => seen.includes(7), "the live event after");
+      assert.deepEqual(seen, [1, 2, 3, 3, 4, 5, 6, 7]);
+      assert.deepEqual(saves, [1, 2, 3, 4, 5, 6, 7], "the position never moved past 3 before 3 was taken");
+      const [report] = rec.of("error");
+      assert.deepEqual([report.code, report.channel, report.seq, report.cause.message], ["listener", channel, 3, "the app could not store event 3"]);
+      assert.ok(report.retryIn >= 0 && report.retryIn <= 50, "redelivered after a jittered wait below base");
+      assert.equal(rec.of("reconnecting").length, 0, "the channel was resubscribed, the link stayed");
+      assert.deepEqual([client.stats.listenerFailures, client.stats.delivered], [1, 7]);
+      assert.equal(store.load(channel).seq, 7);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("a snapshot or reset listener that throws gets it again; nothing is applied before it returns", T, async () => {
+    const plain = `plain.${user()}`;
+    const snap = `snap.${user()}`;
+    for (const channel of [plain, snap]) for (let i = 0; i < 4; i++) await server.publish(channel, { i });
+    await server.api("PUT", `/api/v1/channels/${snap}/snapshot`, { state: { count: 2 }, seq: 2 });
+    const { client, rec } = startClient(server.wsUrl, staticTokens(user()));
+    const throwOnce = (kind) => {
+      let thrown = false;
+      client.on(kind, () => {
+        if (!thrown) {
+          thrown = true;
+          throw new Error(`${kind} handler failed`);
+        }
       });
-      client.reconnectNow(); // no-op probe while connected; the pending entry goes out after a reconnect
-      await server.disconnect(sub, 4009, "resend");
-      const second = await again;
-      assert.deepEqual([second.seq, second.id], [result.seq, result.id]);
-      const { body } = await server.api("GET", `/api/v1/channels/${channel}`);
-      assert.equal(body.headSeq, 1);
-      assert.equal(client.stats.publishesResent, 0, "a fresh entry goes out as a first send");
+    };
+    throwOnce("reset");
+    throwOnce("snapshot");
+    try {
+      await client.subscribe(plain, { lastSeq: 3, epoch: "an-epoch-that-was-lost" });
+      await client.subscribe(snap, { lastSeq: 1, epoch: "an-epoch-that-was-lost" });
+      await rec.waitFor("event", (e) => e.channel === snap && e.seq === 4);
+      await rec.waitFor("reset", undefined, { count: 2 });
+      assert.deepEqual(rec.of("snapshot").map((s) => [s.seq, s.state]), [[2, { count: 2 }], [2, { count: 2 }]]);
+      assert.deepEqual(rec.of("reset").map((r) => [r.channel, r.headSeq]), [[plain, 4], [plain, 4]]);
+      assert.deepEqual(rec.seqs(snap), [3, 4]);
+      const kinds = rec.events.filter((e) => e.channel === snap && e.kind !== "error").map((e) => e.kind);
+      assert.deepEqual(kinds, ["subscribed", "snapshot", "subscribed", "snapshot", "event", "event"]);
+      assert.deepEqual(rec.of("error").map((e) => e.cause.message).sort(), ["reset handler failed", "snapshot handler failed"]);
+      await until(() => client.position(plain)?.seq === 4, "the reset applied");
+      await server.publish(plain, { i: 4 });
+      await rec.waitFor("event", (e) => e.channel === plain);
+      assert.deepEqual(rec.seqs(plain), [5]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("1001 from POST /api/v1/disconnect every 100 ms: a bounded, jittered number of connections", T, async () => {
+    const sub = user();
+    // the SDK's default backoff (500 ms doubling to 20 s, stable after 10 s), seeded
+    const { client, rec } = startClient(server.wsUrl, staticTokens(sub), { backoff: DEFAULT_BACKOFF, random: seeded(21) });
+    const stormMs = 4000;
+    try {
+      await rec.waitFor("connected");
+      for (const end = Date.now() + stormMs; Date.now() < end; ) {
+        await server.disconnect(sub, 1001, "rolling restart");
+        await sleep(100);
+      }
+      const connects = client.stats.connects;
+      console.log(`# real server, 1001 every 100 ms for ${stormMs} ms: ${connects} connections`);
+      const rcs = rec.of("reconnecting");
+      assert.ok(rcs.length >= 2, "it does reconnect");
+      assert.ok(connects <= 10, `${connects} connections in ${stormMs} ms (the old client: one per disconnect)`);
+      for (const r of rcs) {
+        assert.equal(r.code, 1001);
+        assert.ok(r.delay > 0 && r.delay <= backoffCeiling(DEFAULT_BACKOFF, r.attempt - 1), `attempt ${r.attempt}: ${r.delay} ms`);
+      }
+      assert.ok(new Set(rcs.map((r) => Math.round(r.delay))).size > 1, "jittered, not one fixed delay");
     } finally {
       await client.close();
     }
@@ -256,35 +421,17 @@ describe("against one shared server", () => {
   });
 
   test("a black-holed link is found by the app-level ping and replayed", T, async () => {
-    // The test socket swallows everything the server sends once `mute` is set: a half-open link.
-    const { default: WS } = await import("ws");
-    let mute = false;
-    class MutableWS extends WS {
-      constructor(url) {
-        super(url);
-        const deliver = (handler) => (event) => {
-          if (!mute) handler?.(event);
-        };
-        let onmessage = null;
-        Object.defineProperty(this, "onmessage", {
-          get: () => onmessage,
-          set: (fn) => {
-            onmessage = fn;
-            super.onmessage = fn ? deliver(fn) : null;
-          },
-        });
-      }
-    }
+    const link = lossyLink(); // swallows everything the server sends once muted: a half-open link
     const channel = `room.${user()}`;
-    const { client, rec } = startClient(server.wsUrl, staticTokens(user()), { WebSocket: MutableWS });
+    const { client, rec } = startClient(server.wsUrl, staticTokens(user()), { WebSocket: link.WebSocket });
     try {
       await client.subscribe(channel, { lastSeq: 0 });
       await rec.waitFor("live");
-      mute = true;
+      link.mute = true;
       await server.publish(channel, { n: 1 });
       const rc = await rec.waitFor("reconnecting");
       assert.match(rc.reason, /dead link/);
-      mute = false;
+      link.mute = false;
       await rec.waitFor("event");
       assert.deepEqual(rec.seqs(channel), [1]);
     } finally {
@@ -447,6 +594,38 @@ test("server restart (1001) replays; a restart that lost the log surfaces reset 
       await srv.publish(channel, { n: 3 });
       const event = await rec.waitFor("event", undefined, { count: 3 });
       assert.deepEqual([event.seq, event.epoch, event.payload], [1, reset.epoch, { n: 3 }]);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+test("reconnectNow after a frozen event loop finds a dead link by its probe, within the probe timeout", T, async () => {
+  // A 30 s heartbeat: only the probe can find the dead link in time. The event loop is frozen long
+  // enough that the watchdog's next tick comes late (as after a suspended phone or a frozen tab),
+  // then reconnectNow() probes: that late tick must not count as an answer.
+  await withServer({ WSSERVER_HEARTBEAT_INTERVAL: "30" }, async (srv) => {
+    const link = lossyLink();
+    const channel = `room.${user()}`;
+    const { client, rec } = startClient(srv.wsUrl, staticTokens(user()), { WebSocket: link.WebSocket, probeTimeout: 300 });
+    try {
+      await client.subscribe(channel, { lastSeq: 0 });
+      await rec.waitFor("live");
+      await sleep(100);
+      link.mute = true; // the link died unseen
+      const frozenUntil = performance.now() + 1700; // > the watchdog's tick (500 ms) + 1 s: its next tick is late
+      while (performance.now() < frozenUntil) {
+        // the app (or the OS) holds the event loop
+      }
+      const wokeAt = performance.now();
+      client.reconnectNow();
+      const rc = await rec.waitFor("reconnecting", undefined, { timeout: 5000 });
+      assert.match(rc.reason, /no answer to the probe in 300 ms/);
+      assert.ok(performance.now() - wokeAt < 5000);
+      link.mute = false;
+      await srv.publish(channel, { n: 1 });
+      await rec.waitFor("event");
+      assert.deepEqual(rec.seqs(channel), [1]);
     } finally {
       await client.close();
     }

@@ -289,3 +289,128 @@ export function seeded(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** A uniform [0, 1) source that returns `values` in turn (then the last one forever). */
+export function sequence(...values) {
+  let i = 0;
+  return () => values[Math.min(i++, values.length - 1)];
+}
+
+/**
+ * An in-process server double for the paths the real server cannot be made to take on demand
+ * (a `rate_limited` answer with its `ref`, a gap in a replay): `fake.WebSocket` is the class a
+ * client is given. By default it answers like the server (`auth_ok`, `subscribed` none,
+ * `published` with the next seq, `pong`); `fake.on(type, (socket, frame) => …)` takes a frame
+ * type over (return true to also run the default). Every frame the client sent is in `fake.sent`.
+ */
+export class FakeServer {
+  constructor() {
+    this.sockets = [];
+    this.sent = [];
+    this.handlers = new Map();
+    this.seq = 0;
+    const fake = this;
+    this.WebSocket = class FakeSocket {
+      constructor(url) {
+        this.url = url;
+        this.readyState = 0;
+        this.onopen = this.onmessage = this.onclose = this.onerror = null;
+        fake.sockets.push(this);
+        setTimeout(() => {
+          if (this.readyState !== 0) return;
+          this.readyState = 1;
+          this.onopen?.({});
+        }, 0);
+      }
+      send(data) {
+        const frame = JSON.parse(data);
+        fake.sent.push({ socket: this, frame, at: performance.now() });
+        setTimeout(() => fake.handle(this, frame), 0);
+      }
+      close(code = 1000, reason = "") {
+        fake.drop(this, code, reason);
+      }
+    };
+  }
+
+  on(type, handler) {
+    this.handlers.set(type, handler);
+    return this;
+  }
+
+  /** Frames of `type` the client sent, in order. */
+  frames(type) {
+    return this.sent.filter((s) => s.frame.type === type);
+  }
+
+  handle(socket, frame) {
+    if (socket.readyState !== 1) return;
+    const custom = this.handlers.get(frame.type);
+    if (custom && !custom(socket, frame)) return;
+    const p = frame.payload ?? {};
+    if (frame.type === "auth") {
+      this.reply(socket, "auth_ok", { sessionId: "s", userId: "u", expiresAt: Date.now() + 600_000, heartbeatInterval: 25_000, maxMessageSize: 65_536 }, { ref: frame.id });
+    } else if (frame.type === "subscribe") {
+      this.reply(socket, "subscribed", { channel: p.channel, epoch: "e", headSeq: this.seq, recovery: "none", replayCount: 0 }, { ref: frame.id });
+    } else if (frame.type === "unsubscribe") {
+      this.reply(socket, "unsubscribed", { channel: p.channel }, { ref: frame.id });
+    } else if (frame.type === "publish") {
+      this.reply(socket, "published", { channel: p.channel, seq: ++this.seq, epoch: "e" }, { ref: frame.id });
+    } else if (frame.type === "ping") {
+      this.reply(socket, "pong", {}, { ref: frame.id });
+    }
+  }
+
+  /** Sends a server frame to `socket` (an open one). */
+  reply(socket, type, payload, extra = {}) {
+    if (socket.readyState !== 1) return;
+    socket.onmessage?.({ data: JSON.stringify({ type, id: randomUUID(), timestamp: Date.now(), payload, ...extra }) });
+  }
+
+  /** The server closes `socket` with `code`. */
+  drop(socket, code, reason = "") {
+    if (socket.readyState >= 2) return;
+    socket.readyState = 3;
+    setTimeout(() => socket.onclose?.({ code, reason }), 0);
+  }
+
+  /** The socket the client uses now. */
+  get last() {
+    return this.sockets.at(-1);
+  }
+}
+
+/**
+ * A `ws` WebSocket class whose links can go bad on demand: `link.mute` swallows everything the
+ * server sends (a half-open link: acks and pongs never arrive), `link.blockSend` drops everything
+ * the client sends. Pass `link.WebSocket` as the client's WebSocket.
+ */
+export function lossyLink() {
+  const link = { mute: false, blockSend: false };
+  link.WebSocket = class LossyWebSocket extends WebSocket {
+    constructor(url) {
+      super(url);
+      let onmessage = null;
+      Object.defineProperty(this, "onmessage", {
+        get: () => onmessage,
+        set: (fn) => {
+          onmessage = fn;
+          super.onmessage = fn
+            ? (event) => {
+                if (!link.mute) fn(event);
+              }
+            : null;
+        },
+      });
+    }
+    send(data) {
+      if (!link.blockSend) super.send(data);
+    }
+  };
+  return link;
+}
+
+/** A Web Storage double (the `localStorage` API) over a Map. */
+export function mapStorage(map = new Map()) {
+  return { map, getItem: (k) => map.get(k) ?? null, setItem: (k, v) => void map.set(k, String(v)), removeItem: (k) => void map.delete(k) };
+}
