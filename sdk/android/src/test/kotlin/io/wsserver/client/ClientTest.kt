@@ -3,10 +3,9 @@
 package io.wsserver.client
 
 import org.json.JSONObject
-import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
-import org.junit.BeforeClass
+import org.junit.ClassRule
 import org.junit.Rule
 import org.junit.Test
 import org.junit.rules.TemporaryFolder
@@ -267,7 +266,11 @@ class ClientTest {
 
     companion object {
         private val users = AtomicInteger()
-        lateinit var server: TestServer
+
+        @ClassRule
+        @JvmField
+        val running = SharedServer()
+        val server: TestServer get() = running.server
 
         fun user() = "k${users.incrementAndGet()}"
 
@@ -285,18 +288,6 @@ class ClientTest {
                 throw AssertionError("expected ${E::class.java.simpleName}, got $e")
             }
             throw AssertionError("expected ${E::class.java.simpleName}, nothing thrown")
-        }
-
-        @BeforeClass
-        @JvmStatic
-        fun startServer() {
-            server = TestServer().start()
-        }
-
-        @AfterClass
-        @JvmStatic
-        fun stopServer() {
-            server.close()
         }
     }
 }

@@ -5,10 +5,9 @@
 package io.wsserver.client
 
 import org.json.JSONObject
-import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
-import org.junit.BeforeClass
+import org.junit.ClassRule
 import org.junit.Rule
 import org.junit.Test
 import org.junit.rules.Timeout
@@ -185,20 +184,12 @@ class HandlerTest {
 
     companion object {
         private val users = AtomicInteger()
-        lateinit var server: TestServer
+
+        @ClassRule
+        @JvmField
+        val running = SharedServer()
+        val server: TestServer get() = running.server
 
         fun user() = "h${users.incrementAndGet()}"
-
-        @BeforeClass
-        @JvmStatic
-        fun startServer() {
-            server = TestServer().start()
-        }
-
-        @AfterClass
-        @JvmStatic
-        fun stopServer() {
-            server.close()
-        }
     }
 }
