@@ -1,5 +1,6 @@
 // One channel's position and the pure rule for each arriving event: deliver it, drop it as a
-// duplicate (by event id or by seq), or call it a gap (the client then resyncs with lastSeq).
+// duplicate (by event id or by seq), or call it a gap (the client then resyncs with lastSeq); and the
+// rewind to the last processed position when the app failed on an event.
 package io.wsserver.client
 
 import org.json.JSONObject
@@ -18,8 +19,17 @@ class ChannelCursor(val channel: String, start: Position?) {
         private set
     var awaitingSnapshot = false
         private set
-    private val recent = object : LinkedHashMap<String, Boolean>() {
-        override fun removeEldestEntry(eldest: MutableMap.MutableEntry<String, Boolean>?): Boolean = size > RECENT_IDS
+    /** Bumped by [rewind]: what was handed to the app in an earlier round and not yet processed is
+     *  skipped, because it comes again. */
+    var round = 0
+        private set
+    /** The position this subscription resumed from (before the last `subscribed`): where a
+     *  snapshot or reset the app failed on is redelivered from. */
+    var beforeRecovery: Position? = null
+        private set
+    /** Recent event ids and their seq. */
+    private val recent = object : LinkedHashMap<String, Long>() {
+        override fun removeEldestEntry(eldest: MutableMap.MutableEntry<String, Long>?): Boolean = size > RECENT_IDS
     }
 
     val position: Position? get() = seq?.let { Position(it, epoch) }
@@ -38,6 +48,7 @@ class ChannelCursor(val channel: String, start: Position?) {
     /** Applies a `subscribed` answer: replay continues from here; none/reset start at the head;
      *  snapshot waits for the `snapshot` frame. */
     fun onSubscribed(mode: String, newEpoch: String, headSeq: Long) {
+        beforeRecovery = position
         awaitingSnapshot = false
         when (mode) {
             "replay" -> {
@@ -76,7 +87,20 @@ class ChannelCursor(val channel: String, start: Position?) {
     /** Advances the position past an event handed to the application. */
     fun commit(eventSeq: Long, eventId: String) {
         seq = eventSeq
-        recent[eventId] = true
+        recent[eventId] = eventSeq
+    }
+
+    /**
+     * Goes back to [to], the last position the app processed, after the app failed on what came
+     * next: the events after it are forgotten (so their redelivery is not a duplicate) and [round]
+     * moves on.
+     */
+    fun rewind(to: Position) {
+        if (to.epoch != epoch) recent.clear() else recent.values.removeAll { it > to.seq }
+        seq = to.seq
+        epoch = to.epoch
+        awaitingSnapshot = false
+        round += 1
     }
 
     companion object {

@@ -29,15 +29,16 @@ enum class TokenReason {
 /** Everything the client reports, in the order it happened. */
 sealed class ClientEvent
 
-/** A connection attempt starts ([attempt] 0 is the first since the last success). */
+/** A connection attempt starts ([attempt]: failed links since the last stable one or wake; 0 is the first). */
 data class Connecting(val attempt: Int) : ClientEvent()
 
 /** The server accepted the token (`auth_ok`). */
 data class Connected(val sessionId: String, val userId: String, val heartbeatIntervalMs: Long) : ClientEvent()
 
 /**
- * The link ended with [code]; the next attempt starts after [delayMs]. With [waiting] true the
- * client does not retry by itself: it waits for `onNetworkChanged(true)` or `onForeground()`.
+ * The link ended with [code]; the next attempt starts after [delayMs] (always drawn, never 0). With
+ * [waiting] true (paused in the background with `pauseInBackground`) the client does not retry by
+ * itself: it waits for `onForeground()`. Offline is not waiting: attempts go on at the backoff cap.
  */
 data class Reconnecting(
     val attempt: Int,

@@ -11,7 +11,8 @@ data class Position(val seq: Long, val epoch: String?)
  * Persists channel positions so an app killed by the OS resumes where it left off.
  *
  * `save` is called on the delivery executor right after the app's listener returned for an
- * event, snapshot or reset, so it must be quick and thread-safe.
+ * event, snapshot or reset (never when it threw), so it must be quick and thread-safe; what a
+ * store throws goes to the client's error listener and delivery goes on.
  */
 interface PositionStore {
     /** The stored position of [channel], or null when there is none. */

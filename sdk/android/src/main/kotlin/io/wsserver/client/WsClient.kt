@@ -18,11 +18,11 @@ import java.util.concurrent.Executors
 import java.util.concurrent.Future
 import java.util.concurrent.ScheduledFuture
 import java.util.concurrent.ScheduledThreadPoolExecutor
+import java.util.concurrent.RejectedExecutionException
 import java.util.concurrent.Semaphore
 import java.util.concurrent.ThreadFactory
 import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicInteger
-import java.util.logging.Level
 import java.util.logging.Logger
 
 /** How a [WsClient] behaves; every field has a default fit for a phone. */
@@ -32,7 +32,7 @@ class WsClientOptions(
     val deliveryExecutor: Executor? = null,
     /** Channel positions (default: in memory; [FilePositionStore] survives the process). */
     val positions: PositionStore = MemoryPositionStore(),
-    /** Reconnect delays (default 0.5 s doubling to 20 s, full jitter). */
+    /** Reconnect and retry delays (default 0.5 s doubling to 20 s, full jitter; "at once" within 250 ms). */
     val backoff: Backoff = Backoff(),
     /** Silence tolerated beyond `heartbeatInterval` before the link counts as dead. */
     val heartbeatSlackMs: Long = 3_000,
@@ -47,7 +47,21 @@ class WsClientOptions(
     /** Events handed to the delivery executor and not yet processed; beyond it the socket is not read. */
     val maxQueuedEvents: Int = 10_000,
     /** Seeds the jitter (reproducible tests). */
-    val seed: Long? = null
+    val seed: Long? = null,
+    /** A link must stay up this long after `auth_ok` before its end counts as a fresh start (backoff
+     *  forgotten); a shorter one counts as a failed attempt. */
+    val stableLinkMs: Long = 10_000,
+    /** Hears failures the client survived: a listener or callback that threw, a store that failed. */
+    val errorListener: ErrorListener? = null,
+    /** Where pending publishes survive process death (default: memory only; see [FileOutboxStore]). */
+    val outbox: OutboxStore = MemoryOutboxStore(),
+    /** Unacknowledged publishes at most; `publish()` beyond it throws [OutboxFullException]. */
+    val maxPendingPublishes: Int = 1_000,
+    /** A publish not acknowledged within this time (wall clock, also across restarts) fails with
+     *  [PublishExpiredException] instead of being sent; keep it below the server's `history_ttl`. */
+    val publishTtlMs: Long = 24 * 3_600_000L,
+    /** Hears how the publishes restored from [outbox] (made by an earlier process) end. */
+    val restoredPublishes: PublishCallback? = null
 )
 
 /** Counters for monitoring and tests. */
@@ -57,7 +71,9 @@ data class ClientStats(
     val delivered: Long,
     val duplicatesDropped: Long,
     val gaps: Int,
-    val publishesResent: Int
+    val publishesResent: Int,
+    /** Channel callbacks that threw and were redelivered. */
+    val redeliveries: Int = 0
 )
 
 /**
@@ -65,7 +81,8 @@ data class ClientStats(
  *
  * Every [ClientEvent] reaches [listener] on the delivery executor, one at a time, in order. A
  * channel's position is saved in the [PositionStore] only after the listener returned for the
- * event, so an app killed mid-event gets it again. Thread-safe: call it from any thread.
+ * event; when it throws, nothing is committed and the channel is redelivered from the last
+ * committed position. Thread-safe: call it from any thread.
  */
 class WsClient(
     private val url: String,
@@ -82,14 +99,18 @@ class WsClient(
         executeExistingDelayedTasksAfterShutdownPolicy = false
     }
     private val workers = Executors.newCachedThreadPool(daemons("wsclient-token"))
+    /** Outbox store removals, off the lock and off OkHttp's reader thread. */
+    private val storeIo = Executors.newSingleThreadExecutor(daemons("wsclient-outbox"))
     private val rng = options.seed?.let { Random(it) } ?: Random()
     private val baseHttp = options.okHttpClient ?: OkHttpClient()
     private val positions = options.positions
     private val cursors = LinkedHashMap<String, ChannelCursor>()
     private val committed = ConcurrentHashMap<String, Position>()
-    private val outbox = Outbox()
+    private val outbox = Outbox(options.maxPendingPublishes, options.publishTtlMs)
     private val permits = Semaphore(options.maxQueuedEvents)
     private val waitingForApp = AtomicInteger()
+    private val pacer = ReconnectPacer(options.backoff, options.stableLinkMs, rng)
+    private val device = DeviceState(options.pauseInBackground)
 
     @Volatile
     var state: ConnectionState = ConnectionState.CONNECTING
@@ -97,12 +118,9 @@ class WsClient(
 
     private var started = false
     private var stopped = false
-    private var offline = false
-    private var background = false
     private var generation = 0
     private var link: Link? = null
     private var connecting = false
-    private var attempt = 0
     private var rejected: String? = null
     private var tokenReason = TokenReason.CONNECT
     private var pendingConnect: ScheduledFuture<*>? = null
@@ -116,6 +134,11 @@ class WsClient(
     private var duplicates = 0L
     private var gaps = 0
     private var resent = 0
+    private var redeliveries = 0
+
+    init {
+        restoreOutbox()
+    }
 
     // ------------------------------------------------------------------ public API
 
@@ -153,33 +176,55 @@ class WsClient(
                 l.send(Frames.make("unsubscribe", JSONObject().put("channel", channel)).toString())
             }
         }
-        positions.forget(channel)
+        forgetLater(channel)()
     }
 
     /**
      * Publishes through the outbox; [callback] hears the acknowledgement (or the final failure) on
      * the delivery executor. A publish interrupted by a drop is resent with the same frame id after
-     * the reconnect, so it is stored exactly once. Returns the frame id.
+     * the reconnect (after a restart too, with a durable [WsClientOptions.outbox]), so it is stored
+     * exactly once. Returns the frame id.
+     *
+     * [id] is the app's idempotency key (1-128 characters, a UUID v4 is best; default: a fresh
+     * UUID v4): the same id published again gets the same answer and stores nothing new. While a
+     * publish with that id is pending, another `publish` with it only adds [callback] to it.
      *
      * @throws MessageTooBigException the frame exceeds the server's `maxMessageSize` (never sent)
+     * @throws OutboxFullException `maxPendingPublishes` publishes wait for their acknowledgement
      * @throws ClientClosedException the client is closed
      */
     @JvmOverloads
-    fun publish(channel: String, event: String, data: JSONObject, callback: PublishCallback? = null): String {
+    fun publish(channel: String, event: String, data: JSONObject, callback: PublishCallback? = null, id: String? = null): String {
+        require(id == null || id.length in 1..MAX_ID_LENGTH) { "id must be 1-$MAX_ID_LENGTH characters" }
         val payload = JSONObject().put("channel", channel).put("event", event).put("data", data)
-        val frame = Frames.make("publish", payload)
-        val id = frame.getString("id")
+        val frame = if (id == null) Frames.make("publish", payload) else Frames.make("publish", payload, id)
+        val frameId = frame.getString("id")
         val wire = frame.toString()
+        val createdAt = System.currentTimeMillis()
         synchronized(lock) {
-            if (stopped) throw ClientClosedException("the client is closed")
+            if (joined(frameId, callback)) return frameId
             val limit = maxMessageSize
             val size = Frames.sizeOf(wire)
             if (limit != null && size > limit) throw MessageTooBigException("publish frame of $size bytes > maxMessageSize $limit")
-            val entry = Pending(id, wire, callback)
-            outbox.add(entry)
-            link?.let { if (it.authenticated) it.sendPublish(entry) }
+            for (old in outbox.expire(createdAt)) settled(old, null, PublishExpiredException("not acknowledged within ${options.publishTtlMs} ms"))
+            if (outbox.full) throw OutboxFullException("${outbox.size} publishes wait for their acknowledgement (maxPendingPublishes)")
         }
-        return id
+        // On disk before it is first sent, off the lock: a store may be slow.
+        val unstored = Failures.guard { options.outbox.add(StoredPublish(frameId, wire, createdAt)) }
+        if (unstored != null) report(ErrorSource.OUTBOX_STORE, unstored, "publish $frameId kept in memory only")
+        synchronized(lock) {
+            if (!stopped) {
+                if (joined(frameId, callback)) return frameId
+                val entry = Pending(frameId, wire, createdAt)
+                if (callback != null) entry.callbacks.add(callback)
+                outbox.add(entry)
+                link?.let { if (it.authenticated) it.sendPublish(entry) }
+                return frameId
+            }
+        }
+        val failed = Failures.guard { options.outbox.remove(frameId) } // closed meanwhile: not for the next process either
+        if (failed != null) report(ErrorSource.OUTBOX_STORE, failed, "publish $frameId stays in the store (resent later, stored once)")
+        throw ClientClosedException("the client is closed")
     }
 
     /** Closes the link (1000) for good; pending publishes fail with [ClientClosedException]. */
@@ -193,33 +238,29 @@ class WsClient(
         shutDown(CloseCodes.NORMAL, "closed by the application")
     }
 
-    /** The app came to the foreground: reconnect at once if waiting, or check that the open link still answers. */
-    fun onForeground() = synchronized(lock) {
-        background = false
-        reconnectNowOrProbe()
-    }
+    /** The app came to the foreground (`ProcessLifecycleOwner` `onStart`): a real wake. Failures are
+     *  forgotten and the client reconnects soon (even when the device looked offline), or probes
+     *  the open link, which may have died while the phone dozed. */
+    fun onForeground() = synchronized(lock) { apply(device.onForeground()) }
 
     /** The app went to the background; with `pauseInBackground` the link is closed until [onForeground]. */
-    fun onBackground() = synchronized(lock) {
-        background = true
-        if (options.pauseInBackground) link?.let { finish(it, CloseCodes.NORMAL, "paused in the background", pause = true) }
-    }
+    fun onBackground() = synchronized(lock) { apply(device.onBackground()) }
+
+    /** `ConnectivityManager.NetworkCallback.onAvailable(network)`: a network the device did not have
+     *  is a wake (reconnect soon, or probe the open link: it may sit on the old network). */
+    fun onNetworkAvailable(network: Any) = synchronized(lock) { apply(device.onNetworkAvailable(network)) }
+
+    /** `NetworkCallback.onLost(network)`: with other networks left the open link is probed; with
+     *  none left the device counts as offline (reconnect attempts slow to the backoff cap). */
+    fun onNetworkLost(network: Any) = synchronized(lock) { apply(device.onNetworkLost(network)) }
 
     /**
-     * The device's connectivity changed (call it from a `ConnectivityManager.NetworkCallback`).
-     * Unavailable: no reconnect attempts until it is back (no busy loop while offline).
-     * Available (a new network, e.g. Wi-Fi → LTE): reconnect at once, or probe the open link.
+     * The whole device's connectivity, for apps that do not track networks one by one. True: a wake
+     * (reconnect soon, or probe the open link). False: offline, a hint only: attempts go on at the
+     * backoff cap, [onForeground] still reconnects, and a link that authenticates ends it.
      */
     @JvmOverloads
-    fun onNetworkChanged(available: Boolean = true) = synchronized(lock) {
-        offline = !available
-        if (available) {
-            reconnectNowOrProbe()
-        } else {
-            pendingConnect?.cancel(false)
-            pendingConnect = null
-        }
-    }
+    fun onNetworkChanged(available: Boolean = true) = synchronized(lock) { apply(device.onNetworkChanged(available)) }
 
     /** The position of [channel] the app has processed up to. */
     fun position(channel: String): Position? =
@@ -229,22 +270,37 @@ class WsClient(
     val pendingPublishes: Int get() = synchronized(lock) { outbox.size }
 
     val stats: ClientStats
-        get() = synchronized(lock) { ClientStats(connects, reconnects, delivered, duplicates, gaps, resent) }
+        get() = synchronized(lock) { ClientStats(connects, reconnects, delivered, duplicates, gaps, resent, redeliveries) }
 
     // ------------------------------------------------------------------ supervision (all under lock)
 
-    private fun reconnectNowOrProbe() {
+    private fun apply(nudge: Nudge) {
         if (stopped || !started) return
         val l = link
-        if (l != null) {
-            if (l.authenticated) l.probe()
-            return
+        when (nudge) {
+            Nudge.NONE -> Unit
+            Nudge.PROBE -> if (l != null && l.authenticated) l.probe()
+            Nudge.PAUSE -> if (l != null) finish(l, CloseCodes.NORMAL, "paused in the background", pause = true)
+            Nudge.WAKE -> when {
+                l != null -> if (l.authenticated) l.probe()
+                connecting || device.paused -> Unit
+                else -> connectAfter(pacer.wake())
+            }
         }
-        connectNow()
+    }
+
+    private fun connectAfter(delayMs: Long) {
+        pendingConnect?.cancel(false)
+        pendingConnect = timer.schedule(Runnable {
+            synchronized(lock) {
+                pendingConnect = null
+                connectNow()
+            }
+        }, delayMs, TimeUnit.MILLISECONDS)
     }
 
     private fun connectNow() {
-        if (stopped || !started || offline || (background && options.pauseInBackground)) return
+        if (stopped || !started || device.paused) return
         if (link != null || connecting) return
         pendingConnect?.cancel(false)
         pendingConnect = null
@@ -253,29 +309,23 @@ class WsClient(
         val startedAt = System.nanoTime()
         val reason = tokenReason
         state = ConnectionState.CONNECTING
-        emit(Connecting(attempt))
+        emit(Connecting(pacer.attempt))
         tokenFetch = workers.submit(Runnable {
             var token: String? = null
-            var failure: Exception? = null
-            try {
-                token = tokenProvider.token(reason)
-            } catch (e: InterruptedException) {
-                return@Runnable
-            } catch (e: Exception) {
-                failure = e
+            val failure = Failures.guard { token = tokenProvider.token(reason) }
+            if (failure is InterruptedException) return@Runnable
+            if (failure != null && synchronized(lock) { gen == generation && !stopped }) {
+                report(ErrorSource.TOKEN_PROVIDER, failure, "no connection this time; retrying with backoff")
             }
             synchronized(lock) {
                 if (gen != generation || stopped) return@Runnable
                 tokenFetch = null
                 connecting = false
                 when {
-                    failure != null -> {
-                        log.log(Level.WARNING, "token provider failed", failure)
-                        afterLinkEnded(CloseCodes.ABNORMAL, "token provider failed: $failure", false, null)
-                    }
+                    failure != null -> afterLinkEnded(CloseCodes.ABNORMAL, "token provider failed: $failure", null, null)
                     token == null -> shutDown(CloseCodes.AUTH_FAILED, "the token provider has no token")
                     token == rejected -> shutDown(CloseCodes.AUTH_FAILED, "the token provider returned the token the server rejected")
-                    else -> openLink(gen, token, startedAt)
+                    else -> openLink(gen, token!!, startedAt)
                 }
             }
         })
@@ -296,8 +346,11 @@ class WsClient(
         }, options.connectTimeoutMs, TimeUnit.MILLISECONDS)
     }
 
-    /** Ends [l] (once) and decides what comes next; [pause] ends it without a reconnect timer. */
-    private fun finish(l: Link, code: Int, reason: String, cancel: Boolean = true, pause: Boolean = false) {
+    /**
+     * Ends [l] (once) and decides what comes next; [pause] ends it without a reconnect timer.
+     * [streak] > 0: trouble on one channel (a gap, a listener that threw) ended it, for the n-th time.
+     */
+    private fun finish(l: Link, code: Int, reason: String, cancel: Boolean = true, pause: Boolean = false, streak: Int = 0) {
         if (l.ended) return
         l.end()
         if (pause) l.ws.close(CloseCodes.NORMAL, reason) else if (cancel) l.ws.cancel()
@@ -306,37 +359,29 @@ class WsClient(
         if (stopped) return
         if (pause) {
             state = ConnectionState.RECONNECTING
-            emit(Reconnecting(attempt, 0, code, reason, Reconnect.AT_ONCE, true))
+            emit(Reconnecting(pacer.attempt, 0, code, reason, Reconnect.AT_ONCE, true))
             return
         }
-        afterLinkEnded(code, reason, l.authenticated, l.token)
+        afterLinkEnded(code, reason, l.authenticatedAt, l.token, streak)
     }
 
-    private fun afterLinkEnded(code: Int, reason: String, authenticated: Boolean, token: String?) {
+    private fun afterLinkEnded(code: Int, reason: String, authenticatedAt: Long?, token: String?, streak: Int = 0) {
         val advice = CloseCodes.adviceFor(code)
         if (advice == Reconnect.NEVER) {
             shutDown(code, reason)
             return
         }
-        if (authenticated) attempt = 0
         rejected = if (code == CloseCodes.AUTH_FAILED) token else null
         tokenReason = if (advice == Reconnect.NEW_TOKEN) TokenReason.REJECTED else TokenReason.CONNECT
-        val atOnce = (advice == Reconnect.AT_ONCE || advice == Reconnect.NEW_TOKEN) && attempt == 0
-        val delay = if (atOnce) 0L else options.backoff.delayMs(attempt, rng)
-        attempt += 1
+        val delay = pacer.linkEnded(nowMs(), authenticatedAt, advice, device.offline, streak)
         reconnects += 1
-        val waiting = offline || (background && options.pauseInBackground)
+        val waiting = device.paused
         state = ConnectionState.RECONNECTING
-        log.info("reconnecting in $delay ms after $code $reason (attempt $attempt, $advice${if (waiting) ", waiting" else ""})")
+        val attempt = pacer.attempt
+        val how = listOfNotNull(advice.toString(), if (device.offline) "offline" else null, if (waiting) "waiting" else null)
+        log.info("reconnecting in $delay ms after $code $reason (attempt $attempt, ${how.joinToString(", ")})")
         emit(Reconnecting(attempt, delay, code, reason, advice, waiting))
-        if (!waiting) {
-            pendingConnect = timer.schedule(Runnable {
-                synchronized(lock) {
-                    pendingConnect = null
-                    connectNow()
-                }
-            }, delay, TimeUnit.MILLISECONDS)
-        }
+        if (!waiting) connectAfter(delay)
     }
 
     private fun shutDown(code: Int, reason: String) {
@@ -345,41 +390,130 @@ class WsClient(
         pendingConnect?.cancel(false)
         tokenFetch?.cancel(true)
         val error = ClientClosedException("client closed: $code $reason")
-        for (entry in outbox.drain()) fail(entry, error)
+        for (entry in outbox.drain()) settled(entry, null, error)
         emit(Closed(code, reason)) { ownExecutor?.shutdown() }
         timer.shutdown()
         workers.shutdownNow()
+        storeIo.shutdown() // after the removals queued above
     }
 
-    // ------------------------------------------------------------------ delivery
+    // ------------------------------------------------------------------ outbox
 
-    private fun emit(event: ClientEvent, after: (() -> Unit)? = null) {
+    /** Publishes an earlier process left in the outbox store: resent after the first `auth_ok`. */
+    private fun restoreOutbox() {
+        var stored: List<StoredPublish> = emptyList()
+        val failed = Failures.guard { stored = options.outbox.load() }
+        if (failed != null) report(ErrorSource.OUTBOX_STORE, failed, "no publishes restored")
+        val now = System.currentTimeMillis()
+        for (publish in stored) {
+            val entry = Pending(publish.id, publish.wire, publish.createdAtMs)
+            options.restoredPublishes?.let { entry.callbacks.add(it) }
+            if (outbox.isExpired(entry, now)) {
+                settled(entry, null, PublishExpiredException("restored publish ${publish.id} older than ${options.publishTtlMs} ms"))
+            } else {
+                outbox.add(entry)
+            }
+        }
+    }
+
+    /** A publish with [frameId] is pending: [callback] joins it. */
+    private fun joined(frameId: String, callback: PublishCallback?): Boolean {
+        if (stopped) throw ClientClosedException("the client is closed")
+        val entry = outbox[frameId] ?: return false
+        if (callback != null) entry.callbacks.add(callback)
+        return true
+    }
+
+    /** [entry] left the outbox with [result] or [error]: drop it from the store, tell its callbacks. */
+    private fun settled(entry: Pending, result: PublishResult?, error: WsClientException?) {
+        val id = entry.frameId
+        try {
+            storeIo.execute {
+                val failed = Failures.guard { options.outbox.remove(id) }
+                if (failed != null) report(ErrorSource.OUTBOX_STORE, failed, "publish $id stays in the store (resent later, stored once)")
+            }
+        } catch (e: RejectedExecutionException) {
+            log.warning("publish $id settled after close: left in the outbox store")
+        }
+        val callbacks = entry.callbacks.toList()
         delivery.execute(Runnable {
-            try {
-                listener.onEvent(event)
-            } catch (e: RuntimeException) {
-                log.log(Level.WARNING, "the listener threw on $event", e)
-            } finally {
-                after?.invoke()
+            if (callbacks.isEmpty() && error is PublishExpiredException) {
+                report(ErrorSource.OUTBOX_STORE, error, "publish $id dropped (nobody to tell)")
+            }
+            for (callback in callbacks) {
+                val failure = Failures.guard { if (result != null) callback.onPublished(result) else callback.onFailed(error!!) }
+                if (failure != null) report(ErrorSource.PUBLISH_CALLBACK, failure, "publish callback for $id threw; delivery goes on")
             }
         })
     }
 
-    private fun fail(entry: Pending, error: WsClientException) {
-        val callback = entry.callback ?: return
-        delivery.execute(Runnable { callback.onFailed(error) })
+    // ------------------------------------------------------------------ delivery
+
+    /** A state event (not a channel's data): a listener that throws is reported, nothing else. */
+    private fun emit(event: ClientEvent, after: (() -> Unit)? = null) {
+        delivery.execute(Runnable {
+            val failure = Failures.guard { listener.onEvent(event) }
+            if (failure != null) report(ErrorSource.LISTENER, failure, "the listener threw on $event; delivery goes on")
+            after?.invoke()
+        })
     }
 
+    /**
+     * Hands a channel's [event] (an event, a snapshot, a reset) to the app. When the listener returns,
+     * [to] is committed; when it throws, nothing is, and the channel is redelivered from [from], its
+     * last committed position (the events of the channel queued behind it are skipped: they come
+     * again after it). [release]: the event holds a backpressure permit.
+     */
+    private fun deliver(event: ClientEvent, cursor: ChannelCursor, from: Position?, to: Position, seq: Long, release: Boolean = false) {
+        val round = cursor.round
+        delivery.execute(Runnable {
+            try {
+                if (!current(cursor, round)) return@Runnable
+                val failure = Failures.guard { listener.onEvent(event) }
+                if (failure == null) commit(cursor, round, to) else redeliver(cursor, round, from, seq, event, failure)
+            } finally {
+                if (release) permits.release()
+            }
+        })
+    }
+
+    private fun current(cursor: ChannelCursor, round: Int): Boolean =
+        synchronized(lock) { cursors[cursor.channel] === cursor && cursor.round == round }
+
     /** Records [position] once the app processed what led to it (runs on the delivery executor). */
-    private fun commitLater(channel: String, cursor: ChannelCursor, position: Position): () -> Unit = {
-        val current = synchronized(lock) { cursors[channel] === cursor }
-        if (current) {
-            committed[channel] = position
-            positions.save(channel, position)
+    private fun commit(cursor: ChannelCursor, round: Int, position: Position) {
+        if (!current(cursor, round)) return
+        val channel = cursor.channel
+        val failed = Failures.guard { positions.save(channel, position) }
+        committed[channel] = position
+        if (failed != null) report(ErrorSource.POSITION_STORE, failed, "position $position of $channel not saved", channel, position.seq)
+    }
+
+    private fun redeliver(cursor: ChannelCursor, round: Int, from: Position?, seq: Long, event: ClientEvent, failure: Throwable) {
+        val channel = cursor.channel
+        val action = if (from == null) "not committed; no earlier position to redeliver from"
+        else "not committed; redelivering $channel after seq ${from.seq}"
+        report(ErrorSource.LISTENER, failure, "the listener threw on ${event.javaClass.simpleName} $channel seq $seq: $action", channel, seq)
+        synchronized(lock) {
+            if (from == null || cursors[channel] !== cursor || cursor.round != round) return
+            cursor.rewind(from)
+            redeliveries += 1
+            val streak = pacer.trouble(channel, nowMs())
+            val l = link
+            // A link that has not authenticated yet subscribes from the rewound cursor anyway.
+            if (l != null && l.authenticated && channel in l.subscribed) {
+                finish(l, CloseCodes.ABNORMAL, "the listener failed on $channel seq $seq: redelivering from seq ${from.seq + 1}", streak = streak)
+            }
         }
     }
 
-    private fun forgetLater(channel: String): () -> Unit = { positions.forget(channel) }
+    private fun forgetLater(channel: String): () -> Unit = {
+        val failed = Failures.guard { positions.forget(channel) }
+        if (failed != null) report(ErrorSource.POSITION_STORE, failed, "position of $channel not forgotten", channel)
+    }
+
+    private fun report(source: ErrorSource, error: Throwable, action: String, channel: String? = null, seq: Long? = null) =
+        Failures.report(options.errorListener, ClientError(source, error, action, channel, seq))
 
     // ------------------------------------------------------------------ one link
 
@@ -388,6 +522,8 @@ class WsClient(
     private inner class Link(val gen: Int, var token: String, val startedAt: Long, val lostAt: Long) : WebSocketListener() {
         lateinit var ws: WebSocket
         var authenticated = false
+        /** When `auth_ok` arrived (ms, monotonic). */
+        var authenticatedAt: Long? = null
         var ended = false
         var heartbeatMs = 0L
         @Volatile
@@ -397,6 +533,11 @@ class WsClient(
         val subscribed = HashSet<String>()
         val recovering = HashMap<String, Long?>()
         val subRefs = HashMap<String, String>()
+        /** Retryable refusals of each channel's `subscribe` on this link. */
+        val subscribeTries = HashMap<String, Int>()
+        /** `auth` frames (first and refreshes) awaiting their answer: frame id → token. */
+        val authRefs = HashMap<String, String>()
+        var authTries = 0
         var resubscribed = false
         var liveReported = false
         var refresh: Future<*>? = null
@@ -416,6 +557,17 @@ class WsClient(
             ws.send(wire) // false on a closing link: the outbox and the resubscribe cover it
         }
 
+        fun sendAuth(with: String) {
+            val auth = Frames.make("auth", JSONObject().put("token", with))
+            authRefs[auth.getString("id")] = with
+            send(auth.toString())
+        }
+
+        /** Runs [task] under the lock after [delayMs], unless this link ended meanwhile. */
+        fun later(delayMs: Long, task: () -> Unit) {
+            retries += timer.schedule(Runnable { synchronized(lock) { if (!ended) task() } }, delayMs, TimeUnit.MILLISECONDS)
+        }
+
         fun probe() {
             val inFlight = probeSentAt
             if (ended || (inFlight != null && lastReceived - inFlight < 0)) return // one unanswered probe at a time
@@ -429,9 +581,7 @@ class WsClient(
             if (ended) return@synchronized
             connects += 1
             lastReceived = System.nanoTime()
-            val auth = Frames.make("auth", JSONObject().put("token", token))
-            webSocket.send(auth.toString())
-            Unit
+            sendAuth(token)
         }
 
         override fun onMessage(webSocket: WebSocket, text: String) {
@@ -496,7 +646,7 @@ class WsClient(
 
         private fun onControl(type: String, frame: JSONObject) {
             when (type) {
-                "auth_ok" -> onAuthOk(frame.getJSONObject("payload"))
+                "auth_ok" -> onAuthOk(frame)
                 "token_expiring" -> onTokenExpiring()
                 "subscribed" -> onSubscribed(frame)
                 "snapshot" -> onSnapshot(frame)
@@ -507,10 +657,15 @@ class WsClient(
             }
         }
 
-        private fun onAuthOk(p: JSONObject) {
+        private fun onAuthOk(frame: JSONObject) {
+            authRefs.remove(frame.optString("ref"))
+            authTries = 0
+            val p = frame.getJSONObject("payload")
             maxMessageSize = p.getInt("maxMessageSize")
             if (authenticated) return // a refresh was accepted
             authenticated = true
+            authenticatedAt = nowMs()
+            device.onLinkUp()
             heartbeatMs = p.getLong("heartbeatInterval")
             if (heartbeatMs > 0) knownHeartbeatMs = heartbeatMs
             deadline?.cancel(false)
@@ -552,19 +707,18 @@ class WsClient(
         private fun onTokenExpiring() {
             if (refresh != null) return
             refresh = workers.submit(Runnable {
-                val fresh = try {
-                    tokenProvider.token(TokenReason.EXPIRING)
-                } catch (e: InterruptedException) {
-                    return@Runnable
-                } catch (e: Exception) {
-                    log.log(Level.WARNING, "token provider failed on refresh", e)
-                    null
+                var fresh: String? = null
+                val failure = Failures.guard { fresh = tokenProvider.token(TokenReason.EXPIRING) }
+                if (failure is InterruptedException) return@Runnable
+                if (failure != null && synchronized(lock) { !ended }) {
+                    report(ErrorSource.TOKEN_PROVIDER, failure, "no refresh on this link (the server closes 4002 at expiry; then a new token)")
                 }
                 synchronized(lock) {
                     refresh = null
-                    if (fresh != null && !ended && link === this) {
-                        token = fresh
-                        send(Frames.make("auth", JSONObject().put("token", fresh)).toString())
+                    val token = fresh
+                    if (token != null && !ended && link === this) {
+                        this.token = token
+                        sendAuth(token)
                     }
                 }
             })
@@ -585,10 +739,15 @@ class WsClient(
 
         fun sendPublish(entry: Pending) {
             if (ended || entry.sentOn == gen) return
+            if (outbox.isExpired(entry, System.currentTimeMillis())) {
+                outbox.remove(entry.frameId)
+                settled(entry, null, PublishExpiredException("not acknowledged within ${options.publishTtlMs} ms"))
+                return
+            }
             val limit = maxMessageSize
             if (limit != null && Frames.sizeOf(entry.wire) > limit) {
                 outbox.remove(entry.frameId)
-                fail(entry, MessageTooBigException("publish frame > maxMessageSize $limit"))
+                settled(entry, null, MessageTooBigException("publish frame > maxMessageSize $limit"))
                 return
             }
             if (entry.sentOn != null) resent += 1
@@ -610,6 +769,7 @@ class WsClient(
             val mode = p.getString("recovery")
             val cursor = cursors[channel] ?: return
             subRefs.remove(frame.optString("ref"))
+            subscribeTries.remove(channel)
             subscribed.add(channel)
             val epoch = p.getString("epoch")
             val head = p.getLong("headSeq")
@@ -618,9 +778,10 @@ class WsClient(
             cursor.onSubscribed(mode, epoch, head)
             val at = cursor.position
             if (mode == "reset") {
-                emit(Reset(channel, epoch, head), commitLater(channel, cursor, Position(head, epoch)))
+                deliver(Reset(channel, epoch, head), cursor, cursor.beforeRecovery, Position(head, epoch), head)
             } else if (mode == "none" && at != null) {
-                delivery.execute(Runnable { commitLater(channel, cursor, at)() })
+                val round = cursor.round
+                delivery.execute(Runnable { commit(cursor, round, at) })
             }
             if (count > 0) recovering[channel] = count else recovering.remove(channel)
             checkLive()
@@ -632,7 +793,7 @@ class WsClient(
             val p = frame.getJSONObject("payload")
             val seq = p.getLong("seq")
             val epoch = frame.getString("epoch")
-            emit(Snapshot(channel, epoch, seq, p.get("state")), commitLater(channel, cursor, Position(seq, epoch)))
+            deliver(Snapshot(channel, epoch, seq, p.get("state")), cursor, cursor.beforeRecovery, Position(seq, epoch), seq)
             cursor.onSnapshot(seq, epoch)
         }
 
@@ -650,17 +811,14 @@ class WsClient(
                     delivered += 1
                     val payload = frame.optJSONObject("payload") ?: JSONObject()
                     val event = ChannelEvent(channel, seq, epoch, id, frame.getString("type"), payload, frame.optLong("timestamp"))
-                    val save = commitLater(channel, cursor, Position(seq, epoch))
-                    emit(event) {
-                        permits.release()
-                        save()
-                    }
+                    deliver(event, cursor, Position(seq - 1, epoch), Position(seq, epoch), seq, release = true)
                     handed = true
                 }
                 Verdict.DUPLICATE -> duplicates += 1
                 Verdict.GAP -> {
                     gaps += 1
-                    finish(this, CloseCodes.ABNORMAL, "sequence gap on $channel (have ${cursor.seq}, got $seq): resyncing")
+                    val streak = pacer.trouble(channel, nowMs())
+                    finish(this, CloseCodes.ABNORMAL, "sequence gap on $channel (have ${cursor.seq}, got $seq): resyncing", streak = streak)
                     return false
                 }
             }
@@ -696,11 +854,11 @@ class WsClient(
         private fun onPublished(frame: JSONObject) {
             val entry = outbox.remove(frame.optString("ref")) ?: return
             val p = frame.getJSONObject("payload")
-            val result = PublishResult(entry.frameId, p.getString("channel"), p.getLong("seq"), p.getString("epoch"))
-            val callback = entry.callback ?: return
-            delivery.execute(Runnable { callback.onPublished(result) })
+            settled(entry, PublishResult(entry.frameId, p.getString("channel"), p.getLong("seq"), p.getString("epoch")), null)
         }
 
+        /** A refused frame: a publish, `auth` or `subscribe` refused retryably (`rate_limited`,
+         *  `unavailable`, ...) is sent again after a jittered backoff that grows per request. */
         private fun onError(frame: JSONObject) {
             val p = frame.getJSONObject("payload")
             val ref = frame.optString("ref")
@@ -709,26 +867,36 @@ class WsClient(
             val retryable = p.optBoolean("retryable", false)
             val entry = outbox[ref]
             if (entry != null) {
-                if (retryable) {
+                val delay = options.backoff.retryDelayMs(code, retryable, entry.tries, rng)
+                if (delay != null) {
+                    entry.tries += 1
                     entry.sentOn = null
-                    retries += timer.schedule(Runnable {
-                        synchronized(lock) { if (outbox[ref] === entry) sendPublish(entry) }
-                    }, RETRY_DELAY_MS, TimeUnit.MILLISECONDS)
+                    later(delay) { if (outbox[ref] === entry) sendPublish(entry) }
                 } else {
                     outbox.remove(ref)
-                    fail(entry, PublishRefusedException(code, message))
+                    settled(entry, null, PublishRefusedException(code, message))
                 }
                 return
+            }
+            val authToken = authRefs.remove(ref)
+            if (authToken != null) {
+                val delay = options.backoff.retryDelayMs(code, retryable, authTries, rng)
+                if (delay != null) {
+                    authTries += 1
+                    later(delay) { if (token == authToken) sendAuth(authToken) }
+                    return
+                }
             }
             val channel = subRefs.remove(ref)
             if (channel != null) {
                 if (code == "already_subscribed") return
                 forget(channel)
                 val cursor = cursors[channel]
-                if (retryable && cursor != null) {
-                    retries += timer.schedule(Runnable {
-                        synchronized(lock) { if (!ended && cursors[channel] === cursor) subscribe(cursor) }
-                    }, RETRY_DELAY_MS, TimeUnit.MILLISECONDS)
+                val tries = subscribeTries[channel] ?: 0
+                val delay = if (cursor != null) options.backoff.retryDelayMs(code, retryable, tries, rng) else null
+                if (delay != null) {
+                    subscribeTries[channel] = tries + 1
+                    later(delay) { if (cursors[channel] === cursor) subscribe(cursor!!) }
                 } else if (cursor != null) {
                     cursors.remove(channel)
                     committed.remove(channel)
@@ -744,13 +912,15 @@ class WsClient(
     companion object {
         /** OkHttp ping interval until an `auth_ok` told us the server's heartbeat (the server's default). */
         const val DEFAULT_PING_MS = 25_000L
-        /** Delay before a publish or subscribe refused with a retryable error is sent again. */
-        const val RETRY_DELAY_MS = 1_000L
+        /** The longest frame id the server accepts (an app-supplied publish id included). */
+        const val MAX_ID_LENGTH = 128
 
         private val RESERVED_CODE = Regex("^Code (\\d+) is reserved")
         private val log: Logger = Logger.getLogger("io.wsserver.client")
 
         private fun ms(millis: Long): Long = millis * 1_000_000
+
+        private fun nowMs(): Long = System.nanoTime() / 1_000_000
 
         private fun daemons(name: String): ThreadFactory {
             val count = AtomicInteger()

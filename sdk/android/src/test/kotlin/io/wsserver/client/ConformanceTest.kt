@@ -3,11 +3,10 @@
 package io.wsserver.client
 
 import org.json.JSONObject
-import org.junit.AfterClass
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertNotEquals
 import org.junit.Assert.assertTrue
-import org.junit.BeforeClass
+import org.junit.ClassRule
 import org.junit.Rule
 import org.junit.Test
 import org.junit.rules.TemporaryFolder
@@ -62,18 +61,9 @@ class ConformanceTest {
     }
 
     companion object {
-        lateinit var server: TestServer
-
-        @BeforeClass
-        @JvmStatic
-        fun startServer() {
-            server = TestServer().start()
-        }
-
-        @AfterClass
-        @JvmStatic
-        fun stopServer() {
-            server.close()
-        }
+        @ClassRule
+        @JvmField
+        val running = SharedServer()
+        val server: TestServer get() = running.server
     }
 }

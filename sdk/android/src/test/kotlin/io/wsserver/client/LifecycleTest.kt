@@ -1,5 +1,6 @@
-// Mobile hooks against a real server that goes away: onForeground() skips a long backoff,
-// onNetworkChanged(false) stops every attempt until the network is back.
+// Mobile hooks against a real server that goes away: onForeground() skips a long backoff (offline
+// or not), offline is a hint that never latches, Ethernet -> Wi-Fi ends online, a network change
+// probes the open link.
 package io.wsserver.client
 
 import org.junit.Assert.assertEquals
@@ -13,13 +14,14 @@ class LifecycleTest {
     val timeout: Timeout = Timeout.seconds(60)
 
     @Test
-    fun onForegroundReconnectsAtOnceInsteadOfWaitingOutTheBackoff() {
+    fun onForegroundReconnectsSoonInsteadOfWaitingOutTheBackoffEvenWhenOffline() {
         TestServer().start().use { srv ->
             withClient(srv.wsUrl, Tokens("f1"), backoff = Backoff(20_000, 60_000)) { client, rec ->
                 rec.waitFor<Connected>()
-                srv.stop() // 1001: at once, which fails (server gone), then a long full-jitter wait
-                val waiting = rec.waitFor<Reconnecting> { it.delayMs > 0 }
+                srv.stop() // 1001: at once (within 250 ms), which fails (server gone), then a long full-jitter wait
+                val waiting = rec.waitFor<Reconnecting>(2)
                 assertTrue("a long backoff: $waiting", waiting.delayMs >= 5_000)
+                client.onNetworkChanged(false) // offline is only a hint: the foreground overrides it
                 srv.start()
                 client.onForeground()
                 rec.waitFor<Connected>(2, timeoutMs = 4_000)
@@ -28,20 +30,38 @@ class LifecycleTest {
     }
 
     @Test
-    fun offlineMeansNoAttemptsUntilTheNetworkIsBack() {
+    fun offlineIsAHintAttemptsGoOnAtTheCapAndFindTheServerBack() {
         TestServer().start().use { srv ->
-            withClient(srv.wsUrl, Tokens("f2")) { client, rec ->
+            withClient(srv.wsUrl, Tokens("f2"), backoff = Backoff(10, 400)) { client, rec ->
                 rec.waitFor<Connected>()
-                client.onNetworkChanged(false)
+                client.onNetworkChanged(false) // e.g. a missed onAvailable: the old latch waited forever
                 srv.stop()
-                val rc = rec.waitFor<Reconnecting>()
-                assertTrue("waits for the network: $rc", rc.waiting)
+                val rc = rec.waitFor<Reconnecting>(3)
+                assertTrue("not waiting for a callback: $rc", !rc.waiting)
+                assertTrue("at the cap: ${rec.of<Reconnecting>()}", rec.of<Reconnecting>().all { it.delayMs in 1L..400L })
                 srv.start()
-                Thread.sleep(1_000) // the server is back, but the app said the device is offline
-                assertEquals(1, rec.of<Connecting>().size)
-                assertEquals(1, client.stats.connects)
-                client.onNetworkChanged(true)
+                rec.waitFor<Connected>(2, timeoutMs = 4_000) // no onNetworkChanged(true) needed
+            }
+        }
+    }
+
+    @Test
+    fun ethernetToWifiAvailableNewThenLostOldEndsOnline() {
+        TestServer().start().use { srv ->
+            withClient(srv.wsUrl, Tokens("f4"), backoff = Backoff(20_000, 60_000)) { client, rec ->
+                client.onNetworkAvailable("ethernet")
+                rec.waitFor<Connected>()
+                srv.stop()
+                assertTrue(rec.waitFor<Reconnecting>(2).delayMs >= 5_000)
+                srv.start()
+                client.onNetworkAvailable("wifi") // Android: onAvailable(new) first ...
+                client.onNetworkLost("ethernet") // ... then onLost(old)
                 rec.waitFor<Connected>(2, timeoutMs = 4_000)
+                // Online, not latched offline: the next "at once" close is retried within 250 ms, not at the 60 s cap.
+                srv.disconnect("f4", 1001)
+                val next = rec.waitFor<Reconnecting>(3)
+                assertTrue("online: $next", next.delayMs in 1L..250L)
+                rec.waitFor<Connected>(3)
             }
         }
     }

@@ -190,6 +190,20 @@ class TestServer(private val env: Map<String, String> = FAST_ENV) : java.io.Clos
     }
 }
 
+/** One real server shared by a whole test class: `@ClassRule @JvmField val running = SharedServer()`. */
+class SharedServer : org.junit.rules.ExternalResource() {
+    lateinit var server: TestServer
+        private set
+
+    override fun before() {
+        server = TestServer().start()
+    }
+
+    override fun after() {
+        server.close()
+    }
+}
+
 /** `python -m wsserver.chaos_proxy` in front of a server. */
 class ChaosProxy(targetPort: Int, vararg options: String) : java.io.Closeable {
     val port = freePort()
