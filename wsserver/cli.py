@@ -1,4 +1,4 @@
-"""The `wsserver` command: `serve`, `token`, `admin` and `--version` (CONTRACT §6).
+"""The `wsserver` command: `serve`, `token`, `admin`, `rotate-epoch` and `--version` (CONTRACT §6).
 
 Configuration flags are generated from ``wsserver.config.Config``, so every key has its flag.
 Errors are one plain line on stderr and a non-zero exit, never a traceback.
@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--url", default=None, help="the server's internal API URL (default: http://127.0.0.1:8081)")
     admin.add_argument("--interval", default="1s", help="refresh interval (default: 1s)")
     _add_config_flags(admin, only={"data_dir", "api_key", "api_port"})
+    rotate = sub.add_parser(
+        "rotate-epoch",
+        help="give channels of the embedded log a new epoch (run it, server stopped, after restoring ./data)",
+        description="Gives channels a new epoch in the embedded event log, with the server stopped. Run it after "
+        "restoring the data directory from a backup: clients that saw seqs beyond the restored head then get "
+        "snapshot or reset instead of different events under numbers they already hold.",
+    )
+    rotate.add_argument("channels", nargs="*", metavar="CHANNEL", help="channels to rotate")
+    rotate.add_argument("--all", action="store_true", help="rotate every channel of the log")
+    _add_config_flags(rotate, only={"data_dir", "redis_url"})
     chaos = sub.add_parser(
         "chaos-proxy",
         help="a TCP proxy that injects mobile-network faults between clients and a server",
@@ -110,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_token(ns)
         if ns.command == "admin":
             return _cmd_admin(ns)
+        if ns.command == "rotate-epoch":
+            return _cmd_rotate_epoch(ns, parser)
     except ConfigError as exc:
         print(f"wsserver: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -146,6 +158,33 @@ def _cmd_token(ns: argparse.Namespace) -> int:
             extra=extra,
         )
     )
+    return 0
+
+
+def _cmd_rotate_epoch(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from pathlib import Path
+
+    from wsserver.store.base import StoreUnavailable
+    from wsserver.store.sqlite import EpochRotation, rotate_epochs
+
+    config = load_config(config_file=ns.config, flags=_flags(ns))
+    if config.redis_url:
+        print("wsserver: rotate-epoch is for the embedded log; with Redis the epoch follows what Redis kept "
+              "(see docs/redis.md)", file=sys.stderr)
+        return 2
+    if bool(ns.channels) == bool(ns.all):
+        parser.error("rotate-epoch: name the channels to rotate, or pass --all (not both)")
+    path = Path(config.data_dir) / "events.sqlite3"
+
+    def show(r: EpochRotation) -> None:
+        print(f"{r.channel}: epoch {r.old_epoch} -> {r.new_epoch} ({r.events} stored events kept)", flush=True)
+
+    try:
+        done = rotate_epochs(path, None if ns.all else list(ns.channels), progress=show)
+    except StoreUnavailable as exc:
+        print(f"wsserver: cannot rotate epochs: {exc}", file=sys.stderr)
+        return 1
+    print(f"rotated {len(done)} channel(s); clients holding the old epochs get snapshot or reset on their next subscribe")
     return 0
 
 

@@ -179,3 +179,58 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path):
         assert again["seq"] == [a for a in acked if a["id"] == "p0-0"][0]["seq"]
     finally:
         server.stop()
+
+
+def test_rotate_epoch_after_restoring_a_backup(tmp_path):
+    """The operator restores ./data from a backup taken at seq 3 while clients saw up to seq 5.
+    Without a new epoch, seqs 4-5 would be reused for different events under the old epoch.
+    `wsserver rotate-epoch` (server stopped) gives the channel a new epoch: the client holding seq
+    5 gets reset, and the restored events stay readable under the new epoch."""
+    import shutil
+
+    data = tmp_path / "data"
+    server = ServerProcess(data).start()
+    for i in range(3):
+        server.publish("restore.c", data={"i": i})
+    server.publish("other.c", data={})
+    server.stop()
+    backup = tmp_path / "backup"
+    shutil.copytree(data, backup)
+    server.start()
+    seen = [server.publish("restore.c", data={"i": i}) for i in (3, 4)]
+    server.stop()
+    shutil.rmtree(data)
+    shutil.copytree(backup, data)
+
+    server.start()
+    busy = run(["rotate-epoch", "--all", "--data-dir", str(data)])
+    assert busy.returncode == 1 and "in use by another wsserver" in busy.stderr  # refused under a live server
+    server.stop()
+    both = run(["rotate-epoch", "restore.c", "--all", "--data-dir", str(data)])
+    assert both.returncode == 2
+    missing = run(["rotate-epoch", "nope.c", "--data-dir", str(data)])
+    assert missing.returncode == 1 and "no such channel" in missing.stderr
+    done = run(["rotate-epoch", "restore.c", "--data-dir", str(data)])
+    assert done.returncode == 0, done.stderr
+    assert "restore.c: epoch" in done.stdout and "(3 stored events kept)" in done.stdout
+
+    server.start()
+    try:
+        old_epoch = seen[-1]["epoch"]
+        _, info = server.api("GET", "/api/v1/channels/restore.c")
+        assert info["epoch"] != old_epoch and info["headSeq"] == 3
+        _, history = server.api("GET", "/api/v1/channels/restore.c/history?after=0&limit=10")
+        assert [e["seq"] for e in history["events"]] == [1, 2, 3]
+        assert {e["epoch"] for e in history["events"]} == {info["epoch"]}
+        _, other = server.api("GET", "/api/v1/channels/other.c")
+        assert other["epoch"] == old_epoch.rsplit("-", 1)[0] + "-0"  # only the named channel moved
+        with connect(server.ws_url) as ws:
+            ws.send(frame("auth", {"token": make_token("a")}))
+            assert json.loads(ws.recv(5))["type"] == "auth_ok"
+            ws.send(frame("subscribe", {"channel": "restore.c", "lastSeq": 5, "epoch": old_epoch}))
+            answer = json.loads(ws.recv(5))
+            assert answer["payload"]["recovery"] == "reset" and answer["payload"]["epoch"] == info["epoch"]
+        nxt = server.publish("restore.c", data={"after": True})
+        assert (nxt["seq"], nxt["epoch"]) == (4, info["epoch"])
+    finally:
+        server.stop()

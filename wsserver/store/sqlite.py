@@ -10,7 +10,9 @@ Retention is enforced by a trimming task in small transactions that interleave w
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import secrets
 import sqlite3
 import time
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import attrs
 import trio
 
 from wsserver.config import Retention
@@ -71,6 +74,93 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+class DataDirLock:
+    """An exclusive lock on the event log, held while a server (or a maintenance command) uses
+    it: a second server on the same data directory, or `wsserver rotate-epoch` under a running
+    one, is refused with a plain message instead of corrupting the log's in-memory state."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise StoreUnavailable(
+                f"the event log in {db_path.parent} is in use by another wsserver process (stop it first)"
+            ) from None
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+@attrs.frozen
+class EpochRotation:
+    channel: str
+    old_epoch: str
+    new_epoch: str
+    events: int
+
+
+def rotate_epochs(
+    path: str | Path, channels: list[str] | None, *, progress: Callable[[EpochRotation], None] = lambda r: None
+) -> list[EpochRotation]:
+    """Gives ``channels`` (None: every channel) a new epoch in the event log at ``path``, with
+    the server stopped. For after a restore of the data directory from a backup: the restored
+    head may be behind seqs clients already saw under the old epoch, and reusing them would hand
+    those clients different events under numbers they hold. With a new epoch they get snapshot or
+    reset; the restored events stay readable (their frames are rewritten to the new epoch), and
+    a stored snapshot stays valid (it is as consistent with the restored events as before).
+
+    Raises:
+        StoreUnavailable: the log is in use (a server is running) or cannot be opened.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreUnavailable(f"no event log at {path}")
+    lock = DataDirLock(path)
+    con = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        nonce = con.execute("SELECT value FROM meta WHERE key = 'nonce'").fetchone()[0]
+        known = dict(con.execute("SELECT name, generation FROM channels").fetchall())
+        names = sorted(known) if channels is None else channels
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise StoreUnavailable(f"no such channel in the event log: {', '.join(unknown[:5])}")
+        done = []
+        for name in names:
+            old, new = f"{nonce}-{known[name]}", f"{nonce}-{known[name] + 1}"
+            old_field, new_field = f'"epoch":"{old}"'.encode(), f'"epoch":"{new}"'.encode()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("UPDATE channels SET generation = generation + 1 WHERE name = ?", (name,))
+                con.execute("UPDATE snapshots SET generation = generation + 1 WHERE channel = ?", (name,))
+                rows = con.execute("SELECT seq, frame FROM events WHERE channel = ?", (name,)).fetchall()
+                con.executemany(
+                    "UPDATE events SET frame = ? WHERE channel = ? AND seq = ?",
+                    [(bytes(frame).replace(old_field, new_field, 1), name, seq) for seq, frame in rows],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            rotation = EpochRotation(name, old, new, len(rows))
+            progress(rotation)
+            done.append(rotation)
+        return done
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot rotate epochs in {path}: {exc}") from exc
+    finally:
+        con.close()
+        lock.release()
+
+
 class SqliteStore:
     """See the module docstring; the contract is in ``wsserver.store.base``.
 
@@ -99,6 +189,7 @@ class SqliteStore:
         self._queue = AppendQueue(WRITE_QUEUE)
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
+        self._lock: DataDirLock | None = None
         self._wcon: sqlite3.Connection | None = None
         self._rcon: sqlite3.Connection | None = None
         self._nonce = ""
@@ -148,6 +239,7 @@ class SqliteStore:
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = DataDirLock(self.path)
             self._wcon = self._connect()
             self._wcon.executescript(_SCHEMA)
             row = self._wcon.execute("SELECT value FROM meta WHERE key = 'nonce'").fetchone()
@@ -172,6 +264,9 @@ class SqliteStore:
             if con is not None:
                 con.close()
         self._rcon = self._wcon = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _epoch(self, generation: int) -> str:
         return f"{self._nonce}-{generation}"
