@@ -95,7 +95,7 @@ def _lag_of(screen: str, user: str) -> int | None:
 
 
 def test_console_shows_clients_lag_and_disconnects(tmp_path) -> None:
-    server = ServerProcess(tmp_path / "data", env={"WSSERVER_SEND_QUEUE_SIZE": "100000"})
+    server = ServerProcess(tmp_path / "data", env={"WSSERVER_SEND_QUEUE_SIZE": "100000", "WSSERVER_SEND_QUEUE_BYTES": "1073741824"})
     tmux: Tmux | None = None
     stop = threading.Event()
     received: list[int] = []

@@ -79,9 +79,24 @@ _SERVER_ATTRIBUTES: Final = (
 )
 
 
+def installed_versions() -> dict[str, str]:
+    """The libraries' own ``__version__`` (a PyInstaller binary carries no package metadata),
+    else their package metadata."""
+    out = {}
+    for name, module in (("trio-websocket", trio_websocket), ("wsproto", wsproto)):
+        version = getattr(module, "__version__", None)
+        if not isinstance(version, str):
+            try:
+                version = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                version = "unknown"
+        out[name] = version
+    return out
+
+
 def problems(versions: dict[str, str] | None = None) -> list[str]:
     """What does not fit: versions outside SUPPORTED and private names that are gone."""
-    found = versions if versions is not None else {name: metadata.version(name) for name in SUPPORTED}
+    found = versions if versions is not None else installed_versions()
     out = [
         f"{name} {found[name]} is installed, but wsserver's transport was written for {name} "
         f"{' or '.join(ok)} (pin it: pip install '{name}=={ok[-1]}')"
