@@ -38,7 +38,7 @@ from admin_tui.overview import Overview
 from admin_tui.render import channel_cells, clock, connection_cells
 from admin_tui.source import HttpStatsSource, Problem, SourceError, StatsSource
 from admin_tui.table import KeyedTable
-from wsserver.http_api import ChannelInfo
+from wsserver.api_types import ChannelInfo
 from wsserver.stats import Stats
 
 #: Column widths that keep the key columns visible in an 80-column terminal.

@@ -11,7 +11,7 @@ import httpx
 from attrs import define, field, frozen
 
 from admin_tui.models import parse_stats
-from wsserver.http_api import ChannelInfo, DisconnectRequest, DisconnectResponse
+from wsserver.api_types import ChannelInfo, DisconnectRequest, DisconnectResponse
 from wsserver.protocol import EventFrame, converter, describe_structure_error
 from wsserver.stats import Stats
 

@@ -17,7 +17,7 @@ from attrs import frozen
 
 from protocol_spec import examples as examples_mod
 from protocol_spec import prose
-from wsserver import http_api, protocol, stats
+from wsserver import api_types, protocol, stats
 from wsserver.codes import CloseCode, ErrorCode
 from wsserver.config import OPTION_FIELDS, Config, env_name, flag_name
 
@@ -188,8 +188,8 @@ _VALIDATORS: Final[dict[Callable[..., Any], dict[str, Any]]] = {
     protocol._valid_event_type: _EVENT_TYPE,
     protocol._non_negative: {"minimum": 0},
     protocol._check_id: _ID,
-    http_api._valid_id: _ID,
-    http_api._valid_close_code: {
+    api_types._valid_id: _ID,
+    api_types._valid_close_code: {
         "anyOf": [{"enum": [1000, 1001, 1008, 1011, 1013]}, {"minimum": 3000, "maximum": 4999}]
     },
 }
@@ -438,22 +438,23 @@ def _options() -> tuple[OptionDoc, ...]:
 
 
 _HTTP_MODELS: Final = (
-    http_api.PublishRequest,
-    http_api.PublishResponse,
-    http_api.SnapshotRequest,
-    http_api.ChannelInfo,
-    http_api.DisconnectRequest,
-    http_api.DisconnectResponse,
-    http_api.ApiError,
+    api_types.PublishRequest,
+    api_types.PublishResponse,
+    api_types.SnapshotRequest,
+    api_types.ChannelInfo,
+    api_types.DisconnectRequest,
+    api_types.DisconnectResponse,
+    api_types.ApiError,
+    api_types.Health,
     stats.Stats,
 )
 
 # Directions for the HTTP bodies: requests are parsed like client frames, answers written like
 # server frames.
 _HTTP_DIRECTION: Final[dict[type, Direction]] = {
-    http_api.PublishRequest: "client",
-    http_api.SnapshotRequest: "client",
-    http_api.DisconnectRequest: "client",
+    api_types.PublishRequest: "client",
+    api_types.SnapshotRequest: "client",
+    api_types.DisconnectRequest: "client",
 }
 
 
@@ -472,17 +473,6 @@ def _http_models() -> dict[str, dict[str, Any]]:
 
     for cls in _HTTP_MODELS:
         add(cls, _HTTP_DIRECTION.get(cls, "server"))
-    models["Health"] = {
-        "type": "object",
-        "description": "`/healthz` body: `ok` while serving; `draining` or `unhealthy` with status 503 and the "
-        "`reason` in plain words",
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "draining", "unhealthy"]},
-            "nodeId": {"type": "string"},
-            "reason": {"type": "string", "description": "why the node cannot serve publishes (503 only)"},
-        },
-        "required": ["status", "nodeId"],
-    }
     models["History"] = {
         "type": "object",
         "description": "channel events in their wire form (CONTRACT §2), oldest first",
@@ -533,8 +523,8 @@ def _http_calls() -> tuple[HttpCall, ...]:
                 HttpParam("after", "query", {"type": "integer", "minimum": 0, "default": 0}, False,
                           "return events with a seq greater than this"),
                 HttpParam("limit", "query",
-                          {"type": "integer", "minimum": 1, "maximum": http_api.MAX_HISTORY_LIMIT,
-                           "default": http_api.DEFAULT_HISTORY_LIMIT}, False, "most events returned"),
+                          {"type": "integer", "minimum": 1, "maximum": api_types.MAX_HISTORY_LIMIT,
+                           "default": api_types.DEFAULT_HISTORY_LIMIT}, False, "most events returned"),
             ),
             None,
             ((200, "the events", "History", json), bad, unauthorised),

@@ -27,11 +27,11 @@ from wsserver.limits import Admission, AdmissionLimits
 from wsserver.metrics import Metrics
 from wsserver.node import Node
 from wsserver.redis_link import RedisLink
-from wsserver.session import Session
+from wsserver.connection import Connection
 from wsserver.store.base import EventStore
 from wsserver.store.redis import RedisStore
 from wsserver.store.sqlite import SqliteStore
-from wsserver.transport import WsTransport, make_server_ssl_context, serve_websockets
+from wsserver.transport import WsConnection, make_server_ssl_context, serve_websockets
 
 log = logging.getLogger("wsserver.app")
 
@@ -90,7 +90,7 @@ class Server:
             self.store = SqliteStore(
                 Path(config.data_dir) / "events.sqlite3",
                 retention=config.retention_for,
-                on_commit=self.hub.broadcast,
+                on_commit=self.hub.dispatch,
                 wall_clock=wall_clock,
                 trim_interval=trim_interval,
             )
@@ -105,10 +105,14 @@ class Server:
             wall_clock=wall_clock,
         )
         # Read from the hub when scraped (never drifts from the truth): open WebSocket connections.
-        # `wsserver_sessions` is the same figure under its first name, kept for existing dashboards.
-        for name in ("wsserver_connections", "wsserver_sessions"):
-            self.metrics.gauge_fn(name, "Open WebSocket connections (live sessions)", lambda: len(self.hub.sessions))
-        self.presence = ClusterPresence(self.link, self.node, interval=interval) if self.link else None
+        self.metrics.gauge_fn("wsserver_connections", "Open WebSocket connections", lambda: len(self.hub.connections))
+        self.presence = None
+        if self.link is not None:
+            node = self.node
+            self.presence = ClusterPresence(
+                self.link, node_id=node.node_id, statistics=node.statistics, now_ms=node.now_ms, interval=interval,
+                on_peers=lambda peers: setattr(node, "peers", peers),
+            )
         self._shutdown = trio.Event()
 
     @property
@@ -131,6 +135,7 @@ class Server:
         ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         async with trio.open_nursery() as root:
             await root.start(self.store.run)
+            await root.start(self.node.timers.run)
             if self.node.verifier.keyset is not None and self.node.verifier.keyset.is_url:
                 await root.start(self.node.verifier.keyset.run)
             await root.start(self.backplane.run)
@@ -153,7 +158,7 @@ class Server:
                 "wsserver_handshakes_in_progress", "TCP connections accepted whose WebSocket upgrade is not done",
                 lambda: admission.handshaking,
             )
-            async with trio.open_nursery() as sessions:
+            async with trio.open_nursery() as connections:
                 listener = trio.CancelScope()
 
                 async def listen(task_status: trio.TaskStatus[list[int]]) -> None:
@@ -166,37 +171,37 @@ class Server:
                             max_message_size=config.max_message_size,
                             allowed_origins=config.allowed_origins,
                             allow_query_token=config.allow_query_token,
-                            handler_nursery=sessions,
+                            handler_nursery=connections,
                             tcp_user_timeout_ms=int((config.heartbeat_interval + config.heartbeat_timeout) * 1000),
                             on_refused=lambda reason: self.metrics.handshakes_refused.labels(reason).inc(),
                             admission=admission,
                             task_status=task_status,
                         )
 
-                ports = await sessions.start(listen)
+                ports = await connections.start(listen)
                 info = ServerInfo(config.host, ports[0], config.api_host, api_port, ssl_context is not None)
                 log.info("serving ws=%s api=%s node=%s", info.ws_url, info.api_url, node.node_id)
                 task_status.started(info)
                 await self._shutdown.wait()
                 await self._drain(listener)
-                sessions.cancel_scope.cancel()
+                connections.cancel_scope.cancel()
             root.cancel_scope.cancel()
         log.info("stopped node=%s", node.node_id)
 
     async def _drain(self, listener: trio.CancelScope) -> None:
         listener.cancel()
         self.node.draining = True
-        count = len(self.hub.sessions)
+        count = len(self.hub.connections)
         log.info("draining: closing %d connections with 1001", count)
-        for session in list(self.hub.sessions.values()):
-            session.close_soon(CloseCode.GOING_AWAY, "server going away")
+        for connection in list(self.hub.connections.values()):
+            connection.close_soon(CloseCode.GOING_AWAY, "server going away")
         with trio.move_on_after(self.config.drain_timeout) as scope:
             await self.hub.wait_empty()
         if scope.cancelled_caught:
-            log.warning("drain timeout: %d connections still open, cutting them", len(self.hub.sessions))
+            log.warning("drain timeout: %d connections still open, cutting them", len(self.hub.connections))
 
-    async def _handle(self, transport: WsTransport, query_token: str | None, _request: object) -> None:
+    async def _handle(self, transport: WsConnection, query_token: str | None) -> None:
         if self.node.draining:
             await transport.close(CloseCode.GOING_AWAY, "server going away")
             return
-        await Session(self.node, transport, query_token).run()
+        await Connection(self.node, transport, query_token).run()

@@ -1,20 +1,21 @@
 """The internal HTTP API (CONTRACT §5) as a Starlette app served by Hypercorn's Trio worker:
-publish, snapshots, channel info and history, disconnect, stats, health and metrics.
+routes only — publish, snapshots, channel info and history, disconnect, stats, health and
+metrics — each one call into the node.
 
-Request and response bodies are attrs classes through the protocol's converter, so bad input
-gets a clear 400 naming the field; every `/api/` call needs the API key (constant-time check).
+Request and response bodies are the attrs classes of ``wsserver.api_types`` through the
+protocol's converter, so bad input gets a clear 400 naming the field; every `/api/` call needs the
+API key (constant-time check).
 """
 
 from __future__ import annotations
 
 import hmac
-from functools import partial
 import logging
-from typing import Any, Final
+from functools import partial
+from typing import Any
 
 import orjson
 import trio
-from attrs import field, frozen
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from starlette.applications import Starlette
@@ -22,100 +23,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from wsserver.api_types import (
+    DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
+    STORAGE_UNAVAILABLE,
+    ApiError,
+    ApiErrorBody,
+    ChannelInfo,
+    DisconnectRequest,
+    DisconnectResponse,
+    Health,
+    PublishRequest,
+    PublishResponse,
+    SnapshotRequest,
+)
 from wsserver.codes import ErrorCode
 from wsserver.limits import json_depth_exceeds
 from wsserver.node import API_SCOPE, Node
-from wsserver.protocol import (
-    MAX_ID_LENGTH,
-    _valid_channel,
-    _valid_event_type,
-    check_channel_name,
-    converter,
-    describe_structure_error,
-    new_id,
-)
-from wsserver.stats import node_stats
+from wsserver.protocol import check_channel_name, converter, describe_structure_error, new_id
 from wsserver.store.base import SnapshotAhead, StoreUnavailable
 
 log = logging.getLogger("wsserver.http")
-
-#: Most events one history call returns.
-MAX_HISTORY_LIMIT: Final = 1000
-DEFAULT_HISTORY_LIMIT: Final = 100
-#: What an API caller is told when storage fails (the details go to the log, never to callers).
-STORAGE_UNAVAILABLE: Final = "event storage is unavailable right now; retry later (a publish with the same id)"
-
-
-def _valid_id(_inst: object, _attr: object, value: str | None) -> None:
-    if value is not None and not 0 < len(value) <= MAX_ID_LENGTH:
-        raise ValueError(f"id must be 1-{MAX_ID_LENGTH} characters")
-
-
-def _valid_close_code(_inst: object, _attr: object, value: int) -> None:
-    if not (value in (1000, 1001, 1008, 1011, 1013) or 3000 <= value <= 4999):
-        raise ValueError("code must be 1000, 1001, 1008, 1011, 1013 or 3000-4999")
-
-
-@frozen
-class PublishRequest:
-    """`POST /api/v1/publish`: `id` makes the publish idempotent (same id → same answer)."""
-
-    channel: str = field(validator=_valid_channel)
-    event: str = field(validator=_valid_event_type)
-    data: dict[str, Any]
-    id: str | None = field(default=None, validator=_valid_id)
-
-
-@frozen
-class PublishResponse:
-    channel: str
-    seq: int
-    epoch: str
-    id: str
-
-
-@frozen
-class SnapshotRequest:
-    """`PUT /api/v1/channels/{channel}/snapshot`: the application state as of `seq`."""
-
-    state: dict[str, Any]
-    seq: int
-
-
-@frozen
-class ChannelInfo:
-    channel: str
-    epoch: str
-    head_seq: int
-    oldest_seq: int
-    subscribers: int
-
-
-@frozen
-class DisconnectRequest:
-    """`POST /api/v1/disconnect`: by `userId` (every connection of it) or `connectionId`."""
-
-    code: int = field(validator=_valid_close_code)
-    user_id: str | None = None
-    connection_id: str | None = None
-    reason: str = ""
-
-
-@frozen
-class DisconnectResponse:
-    disconnected: int
-
-
-@frozen
-class ApiErrorBody:
-    code: str
-    message: str
-
-
-@frozen
-class ApiError:
-    error: ApiErrorBody
-
 
 class _Refused(Exception):
     def __init__(self, code: ErrorCode, message: str, status: int | None = None) -> None:
@@ -218,7 +146,7 @@ def build_app(node: Node, api_key: str) -> Starlette:
         if req.seq < 0:
             raise _Refused(ErrorCode.BAD_REQUEST, "seq must be >= 0")
         try:
-            await node.store.put_snapshot(channel, req.seq, orjson.dumps(req.state))
+            await node.put_snapshot(channel, req.seq, orjson.dumps(req.state))
         except SnapshotAhead as exc:
             raise _Refused(ErrorCode.BAD_REQUEST, str(exc), 409) from None
         return Response(status_code=204)
@@ -226,7 +154,7 @@ def build_app(node: Node, api_key: str) -> Starlette:
     @api
     async def channel_info(request: Request) -> Response:
         channel = channel_param(request)
-        pos = await node.store.position(channel)
+        pos = await node.position(channel)
         return _json(ChannelInfo(channel, pos.epoch, pos.head_seq, pos.oldest_seq, node.hub.subscriber_count(channel)))
 
     @api
@@ -239,7 +167,7 @@ def build_app(node: Node, api_key: str) -> Starlette:
             raise _Refused(ErrorCode.BAD_REQUEST, "after and limit must be whole numbers") from None
         if after < 0 or not 1 <= limit <= MAX_HISTORY_LIMIT:
             raise _Refused(ErrorCode.BAD_REQUEST, f"after must be >= 0 and limit 1-{MAX_HISTORY_LIMIT}")
-        events = await node.store.read_after(channel, after, limit)
+        events = await node.read_after(channel, after, limit)
         body = b'{"events":[' + b",".join(ev.frame for ev in events) + b"]}"
         return Response(body, media_type="application/json")
 
@@ -255,14 +183,13 @@ def build_app(node: Node, api_key: str) -> Starlette:
 
     @api
     async def stats(request: Request) -> Response:
-        return _json(node_stats(node))
+        return _json(node.cluster_statistics())
 
     async def healthz(request: Request) -> Response:
         problem = node.health_problem()
         if not problem:
-            return _json({"status": "ok", "nodeId": node.node_id})
-        status = "draining" if node.draining else "unhealthy"
-        return _json({"status": status, "nodeId": node.node_id, "reason": problem}, 503)
+            return _json(Health("ok", node.node_id))
+        return _json(Health("draining" if node.draining else "unhealthy", node.node_id, problem), 503)
 
     async def metrics(request: Request) -> Response:
         return Response(node.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,65 +1,69 @@
-"""The node-local registry: live sessions by id and user, and channel → subscriptions, with the
-synchronous fan-out that hands each event (already encoded) to every local subscription, and the
-backplane's way to make subscriptions re-check the store after a loss."""
+"""The node-local registry: open connections by id, and channel → subscriptions, with the
+synchronous dispatch that hands each event (already encoded) to every local subscription. It
+only registers and dispatches; every decision about an event is the subscription's."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from wsserver.subscription import SubState
-
 if TYPE_CHECKING:
-    from wsserver.session import Session
     from wsserver.store.base import StoredEvent
     from wsserver.subscription import Subscription
+
+
+class Connected(Protocol):
+    """A connection as the registry needs it (``wsserver.connection.Connection``)."""
+
+    id: str
+    user_id: str | None
+
+    def close_soon(self, code: int, reason: str) -> None: ...
 
 
 class Hub:
     """Only touched from the Trio thread; no locks needed, no awaits inside."""
 
     def __init__(self) -> None:
-        self.sessions: dict[str, Session] = {}
-        self._channels: dict[str, dict[str, Subscription]] = {}
-        #: newest seq seen per channel with local subscribers (for lag figures)
+        self.connections: dict[str, Connected] = {}
+        self._channels: dict[str, dict[int, Subscription]] = {}
+        #: newest seq seen per channel with local subscribers (lag figures)
         self.heads: dict[str, int] = {}
         self.delivered = 0
         self._empty = trio.Event()
         #: called (synchronously) when a channel's last local subscription is removed
         self.on_channel_idle: Callable[[str], None] = lambda channel: None
 
-    # sessions
-    def add_session(self, session: Session) -> None:
-        self.sessions[session.id] = session
+    # connections
+    def add_connection(self, connection: Connected) -> None:
+        self.connections[connection.id] = connection
 
-    def remove_session(self, session: Session) -> None:
-        self.sessions.pop(session.id, None)
-        if not self.sessions:
+    def remove_connection(self, connection: Connected) -> None:
+        self.connections.pop(connection.id, None)
+        if not self.connections:
             self._empty.set()
 
     async def wait_empty(self) -> None:
-        """Returns once no session is left (used by the drain)."""
-        while self.sessions:
+        """Returns once no connection is left (used by the drain)."""
+        while self.connections:
             self._empty = trio.Event()
             await self._empty.wait()
 
-    def sessions_of_user(self, user_id: str) -> list[Session]:
-        return [s for s in self.sessions.values() if s.user_id == user_id]
+    def connections_of_user(self, user_id: str) -> list[Connected]:
+        return [c for c in self.connections.values() if c.user_id == user_id]
 
     # subscriptions
     def add(self, sub: Subscription) -> None:
-        self._channels.setdefault(sub.channel, {})[sub.session.id] = sub
+        self._channels.setdefault(sub.channel, {})[id(sub)] = sub
 
     def remove(self, sub: Subscription) -> None:
         subs = self._channels.get(sub.channel)
-        if subs is not None and subs.get(sub.session.id) is sub:
-            del subs[sub.session.id]
-            if not subs:
-                del self._channels[sub.channel]
-                self.heads.pop(sub.channel, None)
-                self.on_channel_idle(sub.channel)
+        if subs is not None and subs.pop(id(sub), None) is not None and not subs:
+            del self._channels[sub.channel]
+            self.heads.pop(sub.channel, None)
+            self.on_channel_idle(sub.channel)
 
     def subscriber_count(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))
@@ -71,25 +75,15 @@ class Hub:
     def subscriptions(self, channel: str) -> tuple[Subscription, ...]:
         return tuple(self._channels.get(channel, {}).values())
 
-    def resync(self, channel: str) -> int:
-        """The backplane may have lost events of ``channel`` (pub/sub reconnect): every LIVE local
-        subscription catches up from the store. Returns how many were asked."""
-        return sum(self.recheck(sub) for sub in self.subscriptions(channel))
+    def note_head(self, channel: str, seq: int) -> None:
+        """A channel's head as read from the store (a subscribe's plan), for lag figures."""
+        if channel in self._channels and seq > self.heads.get(channel, 0):
+            self.heads[channel] = seq
 
-    def recheck(self, sub: Subscription, seen: StoredEvent | None = None) -> bool:
-        """Makes a LIVE subscription catch up from the store, exactly as a seq gap on the live path
-        does (RECOVERING buffers live events meanwhile); ``seen`` is an event the backplane missed,
-        e.g. of a new epoch. False when the subscription is already recovering."""
-        if sub.state is not SubState.LIVE:
-            return False
-        sub.state = SubState.RECOVERING
-        sub.buffer = [] if seen is None else [seen]
-        sub.buffer_bytes = 0 if seen is None else len(seen.frame)
-        sub.session.request_repair(sub)
-        return True
-
-    def broadcast(self, ev: StoredEvent) -> None:
-        """Hot path: hands ``ev`` to every local subscription of its channel, without awaiting."""
+    # dispatch
+    def dispatch(self, ev: StoredEvent) -> None:
+        """Hot path: hands ``ev`` to every local subscription of its channel, without awaiting.
+        (A copy of the subscriptions: a delivery may end one synchronously, e.g. a slow consumer.)"""
         subs = self._channels.get(ev.channel)
         if not subs:
             return
@@ -98,3 +92,8 @@ class Hub:
         for sub in tuple(subs.values()):
             sub.deliver(ev)
         self.delivered += len(subs)
+
+    def catch_up(self, channel: str, cause: str) -> int:
+        """The backplane may have lost events of ``channel`` (``cause``: a pub/sub reconnect): every
+        LIVE local subscription catches up from the store. Returns how many began."""
+        return sum(sub.begin_catch_up(None, cause) for sub in self.subscriptions(channel))

@@ -1,17 +1,21 @@
-"""The node: channels as the rest of the server sees them. Publishing (store → fan-out), the
-recovery plan for a subscribe (window, snapshot, epoch), channel info and disconnects; the
-WebSocket sessions and the HTTP API both call these, so the two paths cannot drift."""
+"""The node: channels as the rest of the server sees them. Publishing (store → announce → hub),
+the recovery plan for a subscribe (window, snapshot, epoch), reads, snapshots, channel info,
+disconnects, health and statistics; WebSocket connections and the HTTP API both call these (never
+the store behind it), so the two paths cannot drift."""
 
 from __future__ import annotations
 
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 import trio
 from attrs import frozen
 
+from wsserver import __version__
 from wsserver.auth import TokenVerifier
 from wsserver.backplane.base import Backplane
 from wsserver.config import Config
@@ -19,13 +23,24 @@ from wsserver.hub import Hub
 from wsserver.metrics import Metrics
 from wsserver.protocol import Recovery
 from wsserver.recovery import plan, window_allows
-from wsserver.stats import Stats
-from wsserver.store.base import AppendRequest, AppendResult, ChannelPosition, EventStore, PendingAppend, Snapshot
+from wsserver.stats import ChannelStats, ClosedConnection, NodeStats, Stats, merge
+from wsserver.store.base import (
+    AppendRequest,
+    AppendResult,
+    ChannelPosition,
+    EventStore,
+    PendingAppend,
+    Snapshot,
+    StoredEvent,
+)
+from wsserver.timer_wheel import TimerWheel
 
 log = logging.getLogger("wsserver.node")
 
 #: Idempotency scope of every HTTP API publish (CONTRACT §4: they share one).
 API_SCOPE = "api"
+#: Recently closed connections kept for the admin console and `/api/v1/stats`.
+RECENTLY_CLOSED: Final = 100
 
 
 def user_scope(user_id: str) -> str:
@@ -72,6 +87,9 @@ class Node:
         self.draining = False
         #: catch-ups (subscribe replays and repairs) reading and writing a page at the same time
         self.catch_up_slots = trio.CapacityLimiter(config.catch_up_concurrency)
+        #: every connection's deadlines (heartbeat, auth timeout, token), in one task
+        self.timers = TimerWheel()
+        self.recently_closed: deque[ClosedConnection] = deque(maxlen=RECENTLY_CLOSED)
         #: the other nodes' latest stats (multi-node mode: refreshed by the cluster presence)
         self.peers: list[Stats] = []
 
@@ -170,6 +188,19 @@ class Node:
         nxt = await self.store.read_one(pos.channel, after_seq + 1)
         return window_allows(after_seq, pos.head_seq, None if nxt is None else nxt.timestamp, now, retention)
 
+    # ------------------------------------------------------------------ reads (HTTP API, catch-up)
+
+    async def position(self, channel: str) -> ChannelPosition:
+        return await self.store.position(channel)
+
+    async def read_after(self, channel: str, after_seq: int, limit: int, max_bytes: int | None = None) -> list[StoredEvent]:
+        return await self.store.read_after(channel, after_seq, limit, max_bytes)
+
+    async def put_snapshot(self, channel: str, seq: int, state_json: bytes) -> Snapshot:
+        return await self.store.put_snapshot(channel, seq, state_json)
+
+    # ------------------------------------------------------------------ health, disconnects, statistics
+
     def healthy(self) -> bool:
         """Serving: the store takes writes, the backplane delivers, and the node is not draining."""
         return not self.health_problem()
@@ -185,14 +216,68 @@ class Node:
         return ""
 
     def disconnect(self, *, user_id: str | None, connection_id: str | None, code: int, reason: str) -> int:
-        """Closes matching sessions with ``code``; returns how many."""
+        """Closes matching connections with ``code``; returns how many."""
         targets = []
         if connection_id is not None:
-            session = self.hub.sessions.get(connection_id)
-            if session is not None and (user_id is None or session.user_id == user_id):
-                targets.append(session)
+            connection = self.hub.connections.get(connection_id)
+            if connection is not None and (user_id is None or connection.user_id == user_id):
+                targets.append(connection)
         elif user_id is not None:
-            targets = self.hub.sessions_of_user(user_id)
-        for session in targets:
-            session.close_soon(code, reason)
+            targets = self.hub.connections_of_user(user_id)
+        for connection in targets:
+            connection.close_soon(code, reason)
         return len(targets)
+
+    def note_closed(self, connection, code: int, reason: str) -> None:
+        """A connection ended: counted by close code and kept in the recently-closed list."""
+        self.metrics.closes.labels(str(code)).inc()
+        self.recently_closed.append(
+            ClosedConnection(
+                connection_id=connection.id,
+                node_id=self.node_id,
+                user_id=connection.user_id,
+                remote=connection.remote,
+                code=code,
+                reason=reason,
+                closed_at=self.now_ms(),
+                connected_for=round(self.wall_clock() - connection.connected_at, 3),
+            )
+        )
+
+    def statistics(self) -> Stats:
+        """This node's view: its connections, their subscriptions' lag, its channels."""
+        hub = self.hub
+        now = self.wall_clock()
+        connections = [c.statistics(now, hub.heads) for c in list(hub.connections.values())]
+        worst: dict[str, int] = {}
+        for c in connections:
+            for s in c.subscriptions:
+                worst[s.channel] = max(worst.get(s.channel, 0), s.lag)
+        channels = [
+            ChannelStats(channel=name, head_seq=hub.heads.get(name, 0), subscribers=count,
+                         worst_lag=worst.get(name, 0), node_id=self.node_id)
+            for name, count in hub.channels()
+        ]
+        m = self.metrics
+        this = NodeStats(
+            node_id=self.node_id,
+            version=__version__,
+            started_at=int(self.started_at * 1000),
+            uptime=round(now - self.started_at, 3),
+            connections=len(connections),
+            subscriptions=sum(len(c.subscriptions) for c in connections),
+            channels=len(channels),
+            events_published=int(sum(s.value for f in m.publishes.collect() for s in f.samples if s.name.endswith("_total"))),
+            deliveries=hub.delivered,
+            frames_in=m.traffic.frames_in,
+            frames_out=m.traffic.frames_out,
+            backplane=self.backplane.statistics().kind,
+            healthy=self.healthy(),
+            draining=self.draining,
+        )
+        return Stats(generated_at=int(now * 1000), nodes=[this], connections=connections, channels=channels,
+                     recently_closed=list(self.recently_closed))
+
+    def cluster_statistics(self) -> Stats:
+        """This node's fresh statistics with every peer's latest (multi-node mode)."""
+        return merge(self.statistics(), self.peers)

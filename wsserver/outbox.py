@@ -2,9 +2,10 @@
 bounded in frames **and in bytes** (a frame may be up to 16 MiB; a count alone bounds nothing).
 
 Live events are offered without waiting (``offer``; a full queue is a slow consumer → close
-4009); replies and replay frames ``put`` with backpressure, waiting while the queue is more than
-half full (in frames or bytes), so that a long replay never crowds out the room live events need.
-Queued event frames are the event's shared wire bytes (encoded once), never copies.
+4009); replies and replay frames wait for ``room()`` first, while the queue is more than half full
+(in frames or bytes), so that a long replay never crowds out the room live events need. Queued
+event frames are the event's shared wire bytes (encoded once), never copies. An idle connection's
+frames usually never reach the queue: the fan-out writes them straight to the socket.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ class OutboxStatistics:
 
 
 class Outbox:
-    """A list with two wake-up points: the writer waits for data, ``put`` waits for room.
-
-    The writer takes a prefix of the queue at once (at most ``max_bytes`` of it): the items stay
-    the shared frame bytes, and the socket gets them in one vectored write."""
+    """A list with two wake-up points: ``room()`` waits for space, ``flushed()`` for the queue to
+    be written. Whoever writes (the connection's writer task, started when there is something to
+    write) takes a prefix of the queue at once: the items stay the shared frame bytes, and the
+    socket gets them in one vectored write."""
 
     __slots__ = (
-        "_items", "capacity", "capacity_bytes", "_soft_limit", "_soft_bytes", "_writer_lot", "_space_lot",
-        "closed", "peak", "bytes", "writing", "_flush_lot",
+        "_items", "capacity", "capacity_bytes", "_soft_limit", "_soft_bytes", "_space_lot", "closed", "peak", "bytes",
+        "writing", "_flush_lot",
     )
 
     def __init__(self, capacity: int, capacity_bytes: int = 1 << 62) -> None:
@@ -48,7 +49,6 @@ class Outbox:
         self.capacity_bytes = capacity_bytes
         self._soft_limit = max(1, capacity // 2)
         self._soft_bytes = max(1, capacity_bytes // 2)
-        self._writer_lot = trio.lowlevel.ParkingLot()
         self._space_lot: trio.lowlevel.ParkingLot | None = None  # created by the first waiting put()
         self.closed = False
         self.peak = 0
@@ -65,8 +65,6 @@ class Outbox:
         self.bytes += len(item[0]) + len(item[1])
         if len(items) > self.peak:
             self.peak = len(items)
-        if self._writer_lot:  # unpark() costs even with nobody parked (hot path)
-            self._writer_lot.unpark()
 
     def offer(self, item: Item) -> bool:
         """Queues a live frame without waiting; False when the queue is full (slow consumer)."""
@@ -98,14 +96,12 @@ class Outbox:
         await self.room()
         self.push(item)
 
-    async def take(self, max_bytes: int = 1 << 62) -> list[Item]:
+    def take(self, max_bytes: int = 1 << 62) -> list[Item]:
         """The oldest queued items, at least one and at most ``max_bytes`` in all when there is
-        more than one; [] once closed and drained."""
-        while not self._items:
-            if self.closed:
-                return []
-            await self._writer_lot.park()
+        more than one ([] when none); the taker writes them and then calls ``written()``."""
         items = self._items
+        if not items:
+            return []
         if self.bytes <= max_bytes:
             batch, self._items, self.bytes = items, [], 0
         else:
@@ -121,10 +117,19 @@ class Outbox:
         return batch
 
     def written(self) -> None:
-        """The writer finished writing its last batch to the socket."""
+        """The taker finished writing its last batch to the socket (or gave up on it)."""
         self.writing = False
         if self._flush_lot and not self._items:
             self._flush_lot.unpark_all()
+
+    async def drained(self) -> None:
+        """Waits until nothing is queued and no write is in progress (also once closed: the close
+        frame must follow what was queued before it)."""
+        while self._items or self.writing:
+            if self._flush_lot is None:
+                self._flush_lot = trio.lowlevel.ParkingLot()
+            await self._flush_lot.park()
+        await trio.lowlevel.checkpoint()
 
     async def flushed(self) -> None:
         """Waits until everything queued so far has been written to the socket (or closed)."""
@@ -140,7 +145,8 @@ class Outbox:
         if discard:
             self._items = []
             self.bytes = 0
-        self._writer_lot.unpark_all()
+            if self._flush_lot is not None and not self.writing:
+                self._flush_lot.unpark_all()
         if self._space_lot is not None:
             self._space_lot.unpark_all()
         if self._flush_lot is not None:

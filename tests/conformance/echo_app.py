@@ -1,12 +1,12 @@
 """Test-only echo app on the server's own WebSocket stack, for Autobahn's echo-based cases:
 `wsserver.transport.serve_websockets` (its listener, handshake, limits, supervision) + `text_frame`.
 
-The product never echoes. This app swaps only the session (the JSON protocol) for an echo loop,
-so Autobahn judges the transport the server runs: trio-websocket and wsproto with the server's
-settings (inbound queue, `max_message_size`, handshake and close timeouts, the `/ws` path policy,
-`_SupervisedServer`'s per-connection boundary) and the server's own frame writer for text
-(`WsTransport.send_wire(text_frame(...))`). Binary messages, which the server never sends, are
-echoed through trio-websocket's own `send_message`.
+The product never echoes. This app swaps only the connection (the JSON protocol) for an echo
+loop, so Autobahn judges the transport the server runs: wsproto's frame protocol in
+`WsConnection` with the server's settings (`max_message_size`, handshake and close timeouts, the
+`/ws` path policy, the per-connection failure boundary) and the server's own frame writer for
+text (`send_frames([text_frame(...)])`). Binary messages, which the server never sends, are
+framed by wsproto.
 
 Configuration comes from the server's own loader (`wsserver.config.load_config`), so the same
 `WSSERVER_*` variables apply with the same validation: e.g. `WSSERVER_PORT=0
@@ -20,14 +20,16 @@ import signal
 import sys
 
 import trio
+from wsproto.events import BytesMessage
 
 from wsserver.codes import CloseCode
 from wsserver.config import Config, load_config
 from wsserver.framing import text_frame
-from wsserver.transport import ConnectionClosed, WsTransport, serve_websockets
+from wsserver.transport import ConnectionClosed, WsConnection, serve_websockets
 
-async def echo(transport: WsTransport, _query_token: str | None, _request: object) -> None:
-    """Echoes every message until the peer closes; then ends the connection as Session.run does."""
+
+async def echo(transport: WsConnection, _query_token: str | None) -> None:
+    """Echoes every message until the peer closes; then ends the connection as Connection.run does."""
     while True:
         try:
             message = await transport.receive()
@@ -35,9 +37,9 @@ async def echo(transport: WsTransport, _query_token: str | None, _request: objec
             break
         try:
             if isinstance(message, str):
-                await transport.send_wire(text_frame(message.encode("utf-8")))
+                await transport.send_frames([text_frame(message.encode("utf-8"))])
             else:
-                await transport._ws.send_message(message)
+                await transport.send_frames([transport._ws.send(BytesMessage(data=message))])
         except ConnectionClosed:
             break
     if transport.close_code is None:

@@ -7,7 +7,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from protocol_spec.catalog import _VALIDATORS
-from wsserver import http_api, protocol
+from wsserver import api_types, protocol
 
 CHANNELS = ["room:42", "a", "x" * 255, "x" * 256, "", "with space", "a/b", "glob*", "user@x.y=z+~!$", "ü", "a\n"]
 EVENT_TYPES = ["message.new", "a.b.c", "nodot", ".lead", "trail.", "a..b", "a.b\n", "x." + "y" * 126, "x." + "y" * 127, "a b.c"]
@@ -32,9 +32,9 @@ class _Attr:
         (protocol._valid_channel, CHANNELS),
         (protocol._valid_event_type, EVENT_TYPES),
         (protocol._check_id, IDS),
-        (http_api._valid_id, IDS),
+        (api_types._valid_id, IDS),
         (protocol._non_negative, [-1, 0, 1, 10**12]),
-        (http_api._valid_close_code, list(range(0, 5100))),
+        (api_types._valid_close_code, list(range(0, 5100))),
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )
@@ -47,6 +47,6 @@ def test_schema_matches_validator(validator, values):
 def test_every_mapped_validator_is_tested():
     tested = {
         protocol._valid_channel, protocol._valid_event_type, protocol._check_id,
-        http_api._valid_id, protocol._non_negative, http_api._valid_close_code,
+        api_types._valid_id, protocol._non_negative, api_types._valid_close_code,
     }
     assert set(_VALIDATORS) == tested

@@ -230,14 +230,14 @@ async def test_slow_consumer_is_closed_4009_and_recovers_losslessly(nursery, tmp
     reader = await srv.connect()
     await reader.subscribe("c.slow")
     big = {"blob": "x" * 30_000}
-    (session,) = srv.node.hub.sessions.values()
+    (connection,) = srv.node.hub.connections.values()
     # The client does not read: socket buffers fill, then the 16-frame queue overflows.
     for i in range(2000):
         await srv.node.publish("c.slow", "message.new", b'{"i":%d,"blob":"%s"}' % (i, big["blob"].encode()),
                                event_id=str(uuid.uuid4()), idem_scope=API_SCOPE, idem_key=None, source="test")
-        if session.closing:
+        if connection.closing:
             break  # the server gave up on it; now the client reads and gets the 4009 close
-    assert session.close_code == 4009
+    assert connection.close_code == 4009
     received = []
     try:
         while True:
@@ -267,8 +267,8 @@ async def test_large_replay_streams_through_the_bounded_queue(nursery, tmp_path)
     assert sub["payload"]["replayCount"] == n
     events = await client.events(n, timeout=30)
     assert [e["seq"] for e in events] == list(range(1, n + 1))
-    session = next(iter(srv.node.hub.sessions.values()))
-    assert session.outbox.peak <= 64
+    connection = next(iter(srv.node.hub.connections.values()))
+    assert connection.outbox.peak <= 64
     await client.aclose()
 
 
@@ -428,7 +428,7 @@ async def test_nothing_of_a_channel_follows_its_unsubscribed_during_a_catch_up(n
     for i in range(100):
         await srv.publish("rv.c", {"i": i, "blob": blob})
     store.on_commit = deliver
-    assert srv.node.hub.resync("rv.c") == 1  # ...and repairs from the store, as after a pub/sub reconnect
+    assert srv.node.hub.catch_up("rv.c", "reconnect") == 1  # ...and repairs from the store, as after a pub/sub reconnect
     await trio.sleep(0.5)  # the repair fills the sockets and waits for the slow client
     ref = await client.send("auth", {"token": make_token("u", channels=["other.*"])})
     frames, unsubscribed_at = [], None

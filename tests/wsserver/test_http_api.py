@@ -120,7 +120,7 @@ async def test_healthz_and_metrics(server):
     text = (await server.api("GET", "/metrics", key=None)).text
     for needle in ["wsserver_connections_opened_total", "wsserver_frames_in_total", "wsserver_frames_out_total",
                    'wsserver_auth_failures_total{reason="malformed"}', 'wsserver_closes_total{code="4001"}',
-                   'wsserver_publishes_total{source="http"} 1.0', "wsserver_sessions 1.0", "wsserver_connections 1.0"]:
+                   'wsserver_publishes_total{source="http"} 1.0', "wsserver_connections 1.0"]:
         assert needle in text, needle
     await client.aclose()
 
@@ -130,7 +130,7 @@ async def test_healthz_goes_red_while_draining(server):
 
     sock = await _raw_upgrade(server.info.port)  # never answers the close: keeps the drain busy
     with trio.fail_after(5):
-        while not server.node.hub.sessions:
+        while not server.node.hub.connections:
             await trio.sleep(0.01)
     server.server.request_shutdown()
     with trio.fail_after(5):

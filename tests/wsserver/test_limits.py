@@ -91,7 +91,7 @@ async def test_connections_per_user(nursery, tmp_path):
     assert await a3.closed() == 4029
     await a1.aclose()
     with trio.fail_after(5):
-        while len(srv.node.hub.sessions_of_user("a")) > 1:
+        while len(srv.node.hub.connections_of_user("a")) > 1:
             await trio.sleep(0.01)
     a4 = await srv.connect("a")  # a slot came free
     await a4.aclose()
@@ -112,7 +112,7 @@ async def test_connections_per_ip_and_per_node(nursery, tmp_path):
     assert await _handshake_status(nursery, srv.url) == 503
     await held[0].aclose()
     with trio.fail_after(5):
-        while len(srv.node.hub.sessions) > 1:
+        while len(srv.node.hub.connections) > 1:
             await trio.sleep(0.01)
     assert await _handshake_status(nursery, srv.url) == 101
     node = await start_server(nursery, tmp_path / "node", max_connections=1)

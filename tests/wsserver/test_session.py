@@ -284,7 +284,7 @@ async def test_heartbeat_drops_a_silent_peer_without_close_handshake(nursery, tm
     assert received[:1] == b"\x89"  # it did ping us
     assert b"\x88" not in received  # and closed the TCP connection without a close frame
     with trio.fail_after(WAIT):
-        while srv.node.hub.sessions:
+        while srv.node.hub.connections:
             await trio.sleep(0.01)
     assert 'code="1006"' in srv.server.metrics.render().decode()
 
@@ -295,18 +295,18 @@ async def test_heartbeat_keeps_a_live_peer(nursery, tmp_path):
     await trio.sleep(0.6)  # several heartbeat rounds, answered by the client library
     ref = await client.send("ping")
     await client.expect("pong", ref=ref)
-    session = next(iter(srv.node.hub.sessions.values()))
-    assert session.rtt is not None
+    connection = next(iter(srv.node.hub.connections.values()))
+    assert connection.rtt is not None
     await client.aclose()
 
 
-async def test_a_failing_session_task_ends_only_that_connection(server, monkeypatch):
-    from wsserver.session import Session
+async def test_a_failing_connection_task_ends_only_that_connection(server, monkeypatch):
+    from wsserver.connection import Connection
 
     async def broken(self, frame):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(Session, "_on_unsubscribe", broken)
+    monkeypatch.setattr(Connection, "_on_unsubscribe", broken)
     victim = await server.connect("v")
     bystander = await server.connect("b")
     await victim.send("unsubscribe", {"channel": "x"})

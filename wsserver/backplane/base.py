@@ -8,12 +8,12 @@ Contract:
   It is idempotent and may be called concurrently for one channel.
 * ``unwatch(channel)`` (synchronous) is called when the hub's last local subscription to the
   channel went away; the backplane may stop receiving it.
-* Events it receives are handed to the hub's ``broadcast`` (which drops, buffers or detects a
-  gap per subscription), in the order the backplane received them.
+* Events it receives are handed to the hub's ``dispatch`` (each subscription drops, buffers or
+  detects a gap), in the order the backplane received them.
 * Loss (pub/sub is at-most-once) is repaired by subscriptions: a seq gap on the live path makes
   the subscription catch up from the store. Loss the live path cannot see (a reconnect, the last
-  events of a burst) is the backplane's to notice: ``Hub.resync(channel)`` or ``Hub.recheck(sub)``
-  make subscriptions catch up the same way.
+  events of a burst) is the backplane's to notice: ``Hub.catch_up(channel, cause)`` or
+  ``Subscription.begin_catch_up(seen, cause)`` make subscriptions catch up the same way.
 * ``healthy`` is false while events published elsewhere may not reach this node (``/healthz``).
 """
 
@@ -49,7 +49,7 @@ class Backplane(Protocol):
 
 class LocalBackplane:
     """One node on the embedded store: every append is announced in-process by the store
-    (``on_commit`` → ``hub.broadcast``), so there is nothing to connect to."""
+    (``on_commit`` → ``hub.dispatch``), so there is nothing to connect to."""
 
     def __init__(self) -> None:
         self._watched: set[str] = set()

@@ -4,7 +4,8 @@ so ``/api/v1/stats`` on any node shows the whole cluster (each peer as of its la
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final
 
 import cattrs
 import orjson
@@ -13,10 +14,7 @@ from coredis.exceptions import RedisError
 
 from wsserver.protocol import converter
 from wsserver.redis_link import RedisLink
-from wsserver.stats import Stats, local_stats
-
-if TYPE_CHECKING:
-    from wsserver.node import Node
+from wsserver.stats import Stats
 
 log = logging.getLogger("wsserver.presence")
 
@@ -27,11 +25,31 @@ INDEX_KEY: Final = "wsserver:{presence}:nodes"
 
 class ClusterPresence:
     """Every ``interval`` seconds: write this node's stats (expiring after a few intervals, so a
-    dead node disappears) and refresh ``node.peers`` with every other live node's."""
+    dead node disappears) and hand every other live node's latest to ``on_peers``.
 
-    def __init__(self, link: RedisLink, node: Node, *, interval: float) -> None:
+    Args:
+        link: the node's Redis connection.
+        node_id: this node's name.
+        statistics: this node's fresh stats (``Node.statistics``).
+        on_peers: receives the other nodes' stats after each exchange.
+        now_ms: wall clock in ms.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        node_id: str,
+        statistics: Callable[[], Stats],
+        on_peers: Callable[[list[Stats]], None],
+        now_ms: Callable[[], int],
+        interval: float,
+    ) -> None:
         self.link = link
-        self.node = node
+        self.node_id = node_id
+        self.statistics = statistics
+        self.on_peers = on_peers
+        self.now_ms = now_ms
         self.interval = interval
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -45,16 +63,16 @@ class ClusterPresence:
             await trio.sleep(self.interval)
 
     async def exchange(self) -> None:
-        node, client = self.node, self.link.client
-        now = node.now_ms()
+        client, node_id = self.link.client, self.node_id
+        now = self.now_ms()
         ttl = int(max(3 * self.interval, 2.0) * 1000)
-        blob = orjson.dumps(converter.unstructure(local_stats(node)))
+        blob = orjson.dumps(converter.unstructure(self.statistics()))
         async with client.pipeline(transaction=False) as pipe:
-            pipe.set(NODE_KEY + node.node_id, blob, px=ttl)
-            pipe.zadd(INDEX_KEY, {node.node_id: now + ttl})
+            pipe.set(NODE_KEY + node_id, blob, px=ttl)
+            pipe.zadd(INDEX_KEY, {node_id: now + ttl})
             pipe.zremrangebyscore(INDEX_KEY, 0, now)
             members = pipe.zrangebyscore(INDEX_KEY, now, float("inf"))
-        others = [m.decode() for m in await members if m.decode() != node.node_id]
+        others = [m.decode() for m in await members if m.decode() != node_id]
         peers: list[Stats] = []
         if others:
             for raw in await client.mget([NODE_KEY + other for other in others]):
@@ -64,4 +82,4 @@ class ClusterPresence:
                     peers.append(converter.structure(orjson.loads(raw), Stats))
                 except (orjson.JSONDecodeError, cattrs.BaseValidationError) as exc:
                     log.warning("ignoring unreadable stats of a peer: %s", exc)
-        node.peers = peers
+        self.on_peers(peers)

@@ -4,7 +4,7 @@ the hub has local subscribers, and three ways to notice lost events.
 
 * A seq gap on the live path: the subscription catches up from the store (``subscription.py``).
 * A pub/sub reconnect: once every watched channel is subscribed again, every LIVE local
-  subscription catches up from the store (``Hub.resync``).
+  subscription catches up from the store (``Hub.catch_up``).
 * A periodic audit per watched channel: a subscription still behind the head the store reported
   one round earlier is stalled (its last events were lost and nothing followed): it catches up.
 
@@ -94,9 +94,6 @@ class RedisBackplane:
         self._m_reconnects = Counter(
             "wsserver_backplane_reconnects", "Pub/sub connections rebuilt", registry=registry
         )
-        self._m_repairs = Counter(
-            "wsserver_backplane_repairs", "Subscriptions asked to catch up from the store", ["cause"], registry=registry
-        )
         self._m_problem = Gauge(
             "wsserver_backplane_problem", "1 while the backplane is broken, labelled with why", ["reason"],
             registry=registry,
@@ -161,7 +158,7 @@ class RedisBackplane:
     async def _connection_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         backoff = BACKOFF_FIRST
         while True:
-            sessions = self.reconnects
+            sessions_before = self.reconnects
             reason = "closed by the server"
             try:
                 await self._session(task_status)
@@ -174,7 +171,7 @@ class RedisBackplane:
                 if confirmed.is_set():
                     self._want[channel] = trio.Event()  # new watches wait for the resubscribe
             self._set_problem(f"pub/sub connection lost: {reason}")
-            if self.reconnects > sessions:
+            if self.reconnects > sessions_before:
                 backoff = BACKOFF_FIRST  # that one had connected: start the back-off over
             await trio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
@@ -202,9 +199,8 @@ class RedisBackplane:
                 self._m_reconnects.inc()
             self.reconnects += 1
             # Events appended while the connection was down never arrived: catch up from the store.
-            asked = sum(self.hub.resync(channel) for channel in channels)
+            asked = sum(self.hub.catch_up(channel, "reconnect") for channel in channels)
             if asked:
-                self._m_repairs.labels("reconnect").inc(asked)
                 log.info("pub/sub reconnected: %d subscriptions catch up on %d channels", asked, len(channels))
             if first:
                 task_status.started()
@@ -233,7 +229,7 @@ class RedisBackplane:
                 log.warning("ignoring an unreadable message on %r: %s", name, exc)
                 continue
             self.received += 1
-            hub.broadcast(event)
+            hub.dispatch(event)
 
     async def _reconcile(self, pubsub: Any) -> None:
         """Applies watch/unwatch to the connection in order (one task: no SUBSCRIBE/UNSUBSCRIBE race)."""
@@ -347,12 +343,11 @@ class RedisBackplane:
                         seen = await self.store.read_one(channel, now.head_seq)
                     except StoreUnavailable:
                         return asked
-                if hub.recheck(sub, seen):
+                if sub.begin_catch_up(seen, "audit"):
                     asked += 1
         for channel in list(self._audit_seen):
             if channel not in positions:
                 del self._audit_seen[channel]
         if asked:
-            self._m_repairs.labels("audit").inc(asked)
             log.warning("audit: %d stalled subscriptions catch up from the store", asked)
         return asked

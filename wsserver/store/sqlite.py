@@ -231,7 +231,7 @@ class SqliteStore:
         finally:
             self._open_ok = False
             with trio.CancelScope(shield=True):
-                # Readers (sessions, the HTTP API) live outside this task: wait until no thread
+                # Readers (connections, the HTTP API) live outside this task: wait until no thread
                 # uses a connection before closing it (closing under a running query crashes).
                 async with self._read_limiter, self._write_limiter:
                     await trio.to_thread.run_sync(self._close)

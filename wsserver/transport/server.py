@@ -1,31 +1,39 @@
-"""The WebSocket listener and its handshake policy: path `/ws`, Origin allow-list, `?token=`,
-admission (counted from the TCP accept), TLS; each accepted connection becomes a ``WsTransport``
-handed to the server's connection handler."""
+"""The WebSocket listener and its handshake: TCP (or TLS) accept, admission counted from the
+accept, the HTTP upgrade read with wsproto under a deadline, the policy (path `/ws`, Origin
+allow-list, `?token=`, connection limits → 404/403/503), then the 101 and a ``WsConnection``
+handed to the server's connection handler. Every accepted connection runs in its own task of
+``handler_nursery``, inside one failure boundary: whatever ends it is logged and ends it only.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
 import ssl
+from functools import partial
 from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from wsserver.limits import Admission
-from wsserver.transport import _compat
-from wsserver.transport.connection import CLOSE_HANDSHAKE_TIMEOUT, WsTransport
+from wsserver.transport.base import ConnectionClosed
+from wsserver.transport.websocket import WsConnection
 
 log = logging.getLogger("wsserver.transport")
 
 WS_PATH: Final = "/ws"
-#: Seconds a client gets to finish the HTTP upgrade handshake.
+#: Seconds a client gets to finish the TLS and HTTP upgrade handshakes.
 HANDSHAKE_TIMEOUT: Final = 10.0
-#: trio-websocket's inbound message queue per connection: 1 keeps memory low and applies
-#: backpressure to a client that sends faster than its session handles frames.
-INBOUND_QUEUE: Final = 1
+#: Bytes read per receive during the handshake; an upgrade request bigger than MAX_REQUEST is refused.
+HANDSHAKE_READ: Final = 4096
+MAX_REQUEST: Final = 64 * 1024
+
+ConnectionHandler = Callable[[WsConnection, "str | None"], Awaitable[None]]
 
 
 class HandshakeTicket:
@@ -44,19 +52,47 @@ class HandshakeTicket:
             self._admission = None
 
 
-def _header(request: WebSocketRequest, name: bytes) -> str | None:
-    for key, value in request.headers:
+class _Refused(Exception):
+    """The upgrade is answered with an HTTP error (and the TCP connection closed)."""
+
+    def __init__(self, status: int, body: bytes, reason: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.body, self.reason, self.headers = status, body, reason, headers or []
+
+
+def _peer(stream: trio.abc.Stream) -> tuple[str, str]:
+    """(ip, "ip:port") of the peer."""
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    try:
+        address = inner.socket.getpeername()  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return "?", "?"
+    ip, port = str(address[0]), address[1]
+    return ip, (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    for key, value in request.extra_headers:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
 
 
-def _remote(request: WebSocketRequest) -> str:
-    remote = request.remote
-    return f"{remote.address}:{remote.port}" if hasattr(remote, "address") else str(remote)
-
-
-ConnectionHandler = Callable[[WsTransport, "str | None", WebSocketRequest], Awaitable[None]]
+async def _read_request(stream: trio.abc.Stream, ws: WSConnection) -> Request | None:
+    """The upgrade request; None when the client left first. RemoteProtocolError when it is not
+    a WebSocket upgrade (its ``event_hint`` says how wsproto would answer: 400, 426…)."""
+    received = 0
+    while True:
+        for event in ws.events():
+            if isinstance(event, Request):
+                return event
+        data = await stream.receive_some(HANDSHAKE_READ)
+        if not data:
+            return None
+        received += len(data)
+        if received > MAX_REQUEST:
+            raise _Refused(431, b"request header fields too large\n", "header")
+        ws.receive_data(data)
 
 
 async def serve_websockets(
@@ -76,8 +112,8 @@ async def serve_websockets(
 ) -> None:
     """Serves WebSocket connections until cancelled; supports ``nursery.start`` (→ bound ports).
 
-    Each accepted connection runs ``handler(transport, query_token, request)`` in
-    ``handler_nursery``, so cancelling this task stops accepting without touching live sessions.
+    Each accepted connection runs ``handler(connection, query_token)`` in ``handler_nursery``,
+    so cancelling this task stops accepting without touching live connections.
     """
     listeners = await trio.open_tcp_listeners(port, host=host or None)
     for listener in listeners:
@@ -92,79 +128,113 @@ async def serve_websockets(
         wrapped = [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners]
     origins = frozenset(o.rstrip("/") for o in allowed_origins)
 
-    async def on_request(request: WebSocketRequest) -> None:
-        try:
-            await _upgrade(request)
-        except ConnectionClosed:
-            pass  # the client vanished during the handshake (a phone's radio dropped): its loss only
-
-    async def _upgrade(request: WebSocketRequest) -> None:
-        target = urlsplit(request.path)
+    def policy(request: Request, ip: str) -> str | None:
+        """Checks the upgrade request; returns the `?token=` (or None), raises _Refused."""
+        target = urlsplit(request.target)
         if target.path != WS_PATH:
-            on_refused("path")
-            await _compat.refuse(request, 404, body=b"not found: the WebSocket endpoint is /ws\n")
-            return
+            raise _Refused(404, b"not found: the WebSocket endpoint is /ws\n", "path")
         origin = _header(request, b"origin")
         if origins and origin is not None and origin.rstrip("/") not in origins:
-            on_refused("origin")
-            await _compat.refuse(request, 403, body=b"origin not allowed\n")
-            return
+            raise _Refused(403, b"origin not allowed\n", "origin")
         query_token = None
         if target.query:
             tokens = parse_qs(target.query).get("token")
             if tokens:
                 if not allow_query_token:
-                    on_refused("query_token")
-                    await _compat.refuse(request, 403, body=b"query-string tokens are disabled: send an `auth` frame\n")
-                    return
+                    raise _Refused(403, b"query-string tokens are disabled: send an `auth` frame\n", "query_token")
                 query_token = tokens[0]
-        ip = getattr(request.remote, "address", str(request.remote))
         if admission is not None:
             refused = admission.admit(ip)
             if refused is not None:
-                on_refused("limit")
-                await _compat.refuse(request, 503, extra_headers=[("Retry-After", "5")], body=refused.encode() + b"\n")
+                raise _Refused(503, refused.encode() + b"\n", "limit", [(b"Retry-After", b"5")])
+        return query_token
+
+    async def upgrade(stream: trio.abc.Stream, ip: str, remote: str, ticket: HandshakeTicket | None) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        admitted = False
+        with trio.move_on_after(HANDSHAKE_TIMEOUT) as deadline:
+            if isinstance(stream, trio.SSLStream):
+                # A failed TLS handshake (TLS 1.0 client, scanner) ends here at once.
+                await stream.do_handshake()
+            try:
+                request = await _read_request(stream, ws)
+                if request is None:
+                    return  # gone before its upgrade request: its slot is freed now
+                query_token = policy(request, ip)
+                request = None  # nothing of the HTTP request stays referenced for the connection's life
+                admitted = admission is not None
+            except _Refused as refused:
+                on_refused(refused.reason)
+                await _reject(stream, ws, refused.status, refused.body, refused.headers)
                 return
-        transport = None
+            except RemoteProtocolError as exc:  # not a (valid) WebSocket upgrade: 400, 426...
+                on_refused("malformed")
+                hint = exc.event_hint
+                if isinstance(hint, RejectConnection):
+                    await _reject(stream, ws, hint.status_code, f"{exc}\n".encode(), list(hint.headers))
+                return
+            await stream.send_all(ws.send(AcceptConnection()))
+        if deadline.cancelled_caught:
+            return
+        if ticket is not None:
+            ticket.end()
+        frames = ws.connection
+        assert frames is not None
+        # The handshake's h11 parser and request are dropped here: only the frame protocol stays.
+        connection = WsConnection(stream, frames, remote=remote, max_message_size=max_message_size, admission=admission)
+        del ws, frames
         try:
-            ws = await request.accept()
-            _compat.end_handshake(request)
-            _compat.release_handshake(ws)
-            transport = WsTransport(ws, _remote(request), admission)
-            await handler(transport, query_token, request)
+            await handler(connection, query_token)
         finally:
-            if admission is not None:
-                admission.release(ip)
-                if transport is not None and transport.user is not None:
-                    admission.release_user(transport.user)
+            if admitted:
+                admission.release(ip)  # type: ignore[union-attr]
+                if connection.user is not None:
+                    admission.release_user(connection.user)  # type: ignore[union-attr]
 
-    def begin_handshake(ip: str) -> HandshakeTicket | None:
-        if admission is None:
-            return None  # nothing to count
-        refused = admission.begin_handshake(ip)
-        if refused is not None:
-            # Counted from the TCP accept: a flood of handshakes that never finish (slowloris)
-            # is refused here at once, before it costs a connection object and a reader task.
-            on_refused("handshakes")
-            return None
-        return HandshakeTicket(admission, ip)
+    async def accept(stream: trio.abc.Stream) -> None:
+        """One accepted TCP connection, to its end; the failure boundary of one connection."""
+        ip, remote = _peer(stream)
+        ticket = None
+        if admission is not None:
+            refused = admission.begin_handshake(ip)
+            if refused is not None:
+                # Counted from the TCP accept: a flood of handshakes that never finish (slowloris)
+                # is refused here at once, before it costs anything more.
+                on_refused("handshakes")
+                await trio.aclose_forcefully(stream)
+                return
+            ticket = HandshakeTicket(admission, ip)
+        try:
+            await upgrade(stream, ip, remote, ticket)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
+            pass  # the peer went away (a phone's radio dropped mid-handshake): its loss only
+        except Exception as exc:  # the boundary: log it, keep serving others
+            log.warning("connection from %s ended by an unexpected error: %r", remote, exc, exc_info=exc)
+        finally:
+            if ticket is not None:
+                ticket.end()
+            await trio.aclose_forcefully(stream)
 
-    server = _compat.SupervisedServer(
-        on_request,
-        wrapped,
-        handler_nursery=handler_nursery,
-        message_queue_size=INBOUND_QUEUE,
-        max_message_size=max_message_size,
-        connect_timeout=HANDSHAKE_TIMEOUT,
-        disconnect_timeout=CLOSE_HANDSHAKE_TIMEOUT,
-        begin_handshake=begin_handshake if admission is not None else None,
-    )
     await trio.lowlevel.checkpoint()
     async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
+        await nursery.start(partial(trio.serve_listeners, accept, wrapped, handler_nursery=handler_nursery))
         task_status.started(ports)
         await trio.sleep_forever()
 
+
+async def _reject(stream: trio.abc.Stream, ws: WSConnection, status: int, body: bytes,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answers the upgrade with an HTTP error and a plain-text body; the caller then closes the
+    TCP connection at once."""
+    head = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode()),
+            (b"Connection", b"close"), *(headers or [])]
+    try:
+        data = ws.send(RejectConnection(status_code=status, headers=head, has_body=True))
+        data += ws.send(RejectData(data=body, body_finished=True))
+    except LocalProtocolError:
+        return
+    with trio.move_on_after(HANDSHAKE_TIMEOUT):
+        await stream.send_all(data)
 
 
 def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
