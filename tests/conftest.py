@@ -16,7 +16,7 @@ from pytest_trio.plugin import automark
 
 from tests.support import ServerProcess
 
-TRIO_DIRS = ("wsserver", "redis", "proving_ground", "wsclient")
+TRIO_DIRS = ("wsserver", "redis", "proving_ground", "wsclient", "store")
 _HERE = Path(__file__).parent
 
 

@@ -171,6 +171,12 @@ class Config:
     log_level: str = _opt("str", "debug, info, warning or error", default="info")
     channels: tuple[ChannelRetention, ...] = field(default=(), metadata={"kind": "channels", "help": ""})
 
+    @property
+    def queue_bytes(self) -> int:
+        """The outgoing byte bound in effect: ``send_queue_bytes``, and never less than two of the
+        largest frames a publish can produce (so one big event can always be queued)."""
+        return max(self.send_queue_bytes, 2 * self.max_message_size + 4096)
+
     def retention_for(self, channel: str) -> Retention:
         """Retention of ``channel``: the first matching `[[channels]]` pattern, else the defaults."""
         return _retention_lookup(self)(channel)
@@ -334,8 +340,8 @@ def validate(config: Config) -> None:
         raise bad("history_max_events", "must be at least 1")
     if config.send_queue_size < 16:
         raise bad("send_queue_size", "must be at least 16")
-    if config.send_queue_bytes < 2 * config.max_message_size:
-        raise bad("send_queue_bytes", "must be at least twice max_message_size")
+    if config.send_queue_bytes < 65536:
+        raise bad("send_queue_bytes", "must be at least 65536")
     for key in ("max_channels_per_connection", "catch_up_concurrency", "max_handshakes", "max_connections", "max_connections_per_ip", "max_connections_per_user"):
         if getattr(config, key) < 1:
             raise bad(key, "must be at least 1")

@@ -1,40 +1,22 @@
-"""Runs the store contract suite against the embedded SQLite log and the Redis log (standalone
-and a 3-master cluster), plus the Redis-only rules: epochs follow the server's identity."""
+"""Runs the store contract suite (``tests/store/contract.py``) against the Redis log, standalone
+and on a 3-master cluster, plus the Redis-only rules: epochs follow the server's identity. (The
+embedded SQLite log and the in-memory store run it in the default tier: tests/store/.)"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 import trio
 
 from tests.redis.servers import RedisServer
-from tests.redis.store_contract import CONTRACT, DEFAULT_RETENTION, request
+from tests.store.contract import CONTRACT, DEFAULT_RETENTION, request
 from wsserver.config import Retention
 from wsserver.redis_link import RedisLink
 from wsserver.store.redis import RedisStore
-from wsserver.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.redis
-
-
-class SqliteHarness:
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "events.sqlite3"
-
-    @asynccontextmanager
-    async def open(self, retention: Callable[[str], Retention] = lambda c: DEFAULT_RETENTION) -> AsyncIterator[SqliteStore]:
-        store = SqliteStore(self.path, retention=retention, on_commit=lambda ev: None)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
-            yield store
-            nursery.cancel_scope.cancel()
-
-    def lose_data(self) -> None:
-        for path in self.path.parent.glob("events.sqlite3*"):
-            path.unlink()
 
 
 class RedisHarness:
@@ -56,12 +38,9 @@ class RedisHarness:
         self.server.restart()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def harness(request, tmp_path):
-    if request.param == "sqlite":
-        return SqliteHarness(tmp_path)
-    server = request.getfixturevalue("redis_server")
-    return RedisHarness(server, server.url)
+@pytest.fixture
+def harness(redis_server):
+    return RedisHarness(redis_server, redis_server.url)
 
 
 @pytest.mark.parametrize("case", CONTRACT, ids=lambda f: f.__name__)

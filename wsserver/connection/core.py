@@ -88,7 +88,7 @@ class Connection:
         self.remote = transport.remote
         transport.on_control = self.queue_control  # pongs and close answers take the same ordered path
         self.query_token = query_token
-        self.outbox = Outbox(config.send_queue_size, config.send_queue_bytes)
+        self.outbox = Outbox(config.send_queue_size, config.queue_bytes)
         self.subscriptions: dict[str, Subscription] = {}
         self.claims: Claims | None = None
         self.user_id: str | None = None

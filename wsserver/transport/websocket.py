@@ -124,8 +124,11 @@ class WsConnection:
                     self._pong(bytes(event.payload))
                 elif isinstance(event, CloseConnection):
                     if ws.state is ConnectionState.REMOTE_CLOSING:  # the peer closed: answer and end
-                        self._close = CloseReason(event.code, event.reason)
                         self._control(ws.send(event.response()))
+                        self._close = CloseReason(event.code, event.reason)
+                        if self._pending_control:  # a bare transport: the answer goes out before the end
+                            with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
+                                await self.send_frames([])
                     else:  # a malformed frame (wsproto reports it as a close with the error's code)
                         await self._fail(event.code, event.reason or "protocol error")
                     raise ConnectionClosed(self._close)
