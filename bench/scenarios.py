@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common import percentile
 from driver import (
+    API_KEY,
     LoadProcess,
     Target,
     cpu_of,
@@ -88,13 +89,20 @@ class Load:
 
 def fanout(target: Target, subscribers: int, *, runs: int, events: int, rates: list[int], open_seconds: float,
            procs: int = 2, publish_to: Target | None = None, publishers: int = 8) -> dict:
-    """(1) one channel, ``subscribers`` subscribers: closed-loop deliveries/s (``events`` events,
-    at most max(20, 10,000 / subscribers) in flight ahead of the last subscriber), then open loop at each delivery rate in
-    ``rates`` for ``open_seconds``: publish→receive latency. ``publish_to`` is another node
-    (two nodes on Redis: publish on one, subscribers on the other). wsserver also gets a closed
-    loop from ``publishers`` connections, 2 acknowledged publishes in flight each ("closed_multi"):
-    it handles one connection's publishes one at a time, so only concurrent connections let the
-    store's group commit batch events (and each writer coalesce them into one write)."""
+    """(1) one channel, ``subscribers`` subscribers, three shapes of publishing:
+
+    * ``one_at_a_time`` — the common case, a backend publishing to a busy channel: one event in
+      flight. wsserver: POSTs over the HTTP API, each sent once the previous one was answered
+      (durable, fsync included, and handed to the fan-out); the broadcast peers: the next message
+      once the last subscriber got the previous one.
+    * ``closed`` — at most max(20, 10,000 / subscribers) events in flight ahead of the last
+      subscriber (one publisher connection), so each socket write carries several events.
+    * ``closed_multi`` (wsserver) — ``publishers`` connections with 2 acknowledged publishes in
+      flight each: concurrent publishers share group commits.
+
+    Then open loop at each delivery rate in ``rates`` for ``open_seconds`` (wsserver publishing
+    over HTTP, one request at a time): publish→receive latency. ``publish_to`` is another node
+    (two nodes on Redis: publish on one, subscribers on the other)."""
     load = Load(procs)
     try:
         channels = [CHANNEL] if target.kind != "plain" else []
@@ -103,37 +111,48 @@ def fanout(target: Target, subscribers: int, *, runs: int, events: int, rates: l
             return {"error": f"connected {setup['connected']}/{subscribers}: {setup['failures']}"}
         source = publish_to or target
         track = None
+        api = None
         if target.kind == "wsserver":
             track = {"host": target.host, "port": target.port, "channels": [CHANNEL]}
+            server = source.extra["server"]
+            api = {"host": source.host, "port": server.api_port, "key": API_KEY}
         load.pub.call({"op": "pub_connect", "kind": source.kind, "host": source.host, "port": source.port,
-                       "token": token(), "track": track,
+                       "token": token(), "track": track, "api": api,
                        "publishers": publishers if source.kind == "wsserver" else 1})
-        out: dict = {"setup_s": setup["seconds"], "closed": [], "open": {str(r): [] for r in rates}}
+        out: dict = {"setup_s": setup["seconds"], "one_at_a_time": [], "closed": [],
+                     "open": {str(r): [] for r in rates}}
         if source.kind == "wsserver":
             out["closed_multi"] = []
         per_proc = [len(part) for part in _split(list(range(subscribers)), procs)]
         window = max(20, 10_000 // subscribers)  # events in flight: enough to keep the server busy
+        timeout = max(30.0, events * subscribers / 2000)
+        single = max(5, events // 2)
         for _ in range(runs):
-            counts = [[events] * n for n in per_proc]
             if out.get("errors"):
                 break  # a lost publisher connection: what was measured before it stands
+            counts = [[single] * n for n in per_proc]
+            one = {"mode": "closed", "count": single, "channels": [CHANNEL]}
+            one.update({"via": "http"} if api else {"window": 1, "publishers": 1})
+            out["one_at_a_time"].append(load.measure(target, counts, one, latency=False, timeout=timeout))
+            counts = [[events] * n for n in per_proc]
             out["closed"].append(load.measure(
                 target, counts, {"mode": "closed", "count": events, "channels": [CHANNEL], "window": window,
                                  "publishers": 1},
-                latency=False, timeout=max(30.0, events * subscribers / 2000)))
+                latency=False, timeout=timeout))
             if "closed_multi" in out:
                 out["closed_multi"].append(load.measure(
                     target, counts, {"mode": "closed", "count": events, "channels": [CHANNEL], "window": 2,
-                                     "acks": True}, latency=False, timeout=max(30.0, events * subscribers / 2000)))
+                                     "acks": True}, latency=False, timeout=timeout))
             for rate in rates:
                 pubs_per_s = rate / subscribers
                 count = max(5, int(pubs_per_s * open_seconds))
                 counts = [[count] * n for n in per_proc]
-                out["open"][str(rate)].append(load.measure(
-                    target, counts, {"mode": "open", "count": count, "channels": [CHANNEL], "rate": pubs_per_s,
-                                 "publishers": 1},
-                    latency=True, timeout=open_seconds * 4 + 30))
-            lost = [e for kind in ("closed", "closed_multi") for r in out.get(kind, []) for e in r["errors"]]
+                spec = {"mode": "open", "count": count, "channels": [CHANNEL], "rate": pubs_per_s, "publishers": 1}
+                if api:
+                    spec["via"] = "http"
+                out["open"][str(rate)].append(load.measure(target, counts, spec, latency=True,
+                                                           timeout=open_seconds * 4 + 30))
+            lost = [e for kind in ("one_at_a_time", "closed", "closed_multi") for r in out.get(kind, []) for e in r["errors"]]
             lost += [e for runs_ in out["open"].values() for r in runs_ for e in r["errors"]]
             if lost:
                 out["errors"] = lost[:5]

@@ -90,7 +90,7 @@ class Server:
             self.store = SqliteStore(
                 Path(config.data_dir) / "events.sqlite3",
                 retention=config.retention_for,
-                on_commit=self.hub.dispatch,
+                on_commit=self.hub.dispatch_many,
                 wall_clock=wall_clock,
                 trim_interval=trim_interval,
             )

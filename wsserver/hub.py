@@ -93,6 +93,25 @@ class Hub:
             sub.deliver(ev)
         self.delivered += len(subs)
 
+    def dispatch_many(self, events: list[StoredEvent]) -> None:
+        """A commit's events, in seq order per channel: each subscription gets its channel's run
+        at once (a connection that is idle writes them with one vectored write, not one each)."""
+        if len(events) == 1:
+            self.dispatch(events[0])
+            return
+        runs: dict[str, list[StoredEvent]] = {}
+        for ev in events:
+            runs.setdefault(ev.channel, []).append(ev)
+        for channel, run in runs.items():
+            subs = self._channels.get(channel)
+            if not subs:
+                continue
+            if run[-1].seq > self.heads.get(channel, 0):
+                self.heads[channel] = run[-1].seq
+            for sub in tuple(subs.values()):
+                sub.deliver_run(run)
+            self.delivered += len(subs) * len(run)
+
     def catch_up(self, channel: str, cause: str) -> int:
         """The backplane may have lost events of ``channel`` (``cause``: a pub/sub reconnect): every
         LIVE local subscription catches up from the store. Returns how many began."""

@@ -14,15 +14,25 @@ from prometheus_client.registry import Collector
 class Traffic:
     """Frame and byte counts of the node, plain integers (a Prometheus counter costs a lock)."""
 
-    __slots__ = ("frames_in", "frames_out", "bytes_out", "direct_writes", "queued_writes", "replayed")
+    __slots__ = ("frames_in", "direct_writes", "direct_bytes", "queued_frames", "queued_bytes", "queued_writes",
+                 "replayed")
 
     def __init__(self) -> None:
         self.frames_in = 0
-        self.frames_out = 0
-        self.bytes_out = 0
-        self.direct_writes = 0  # frames written by the fan-out pass itself (the writer idle)
-        self.queued_writes = 0  # socket writes done by a connection's writer task
+        self.direct_writes = 0  # frames written whole where they were produced (the connection idle)
+        self.direct_bytes = 0
+        self.queued_frames = 0  # frames written by a connection's writer task...
+        self.queued_bytes = 0
+        self.queued_writes = 0  # ...in this many vectored writes
         self.replayed = 0  # events sent from the store (catch-up)
+
+    @property
+    def frames_out(self) -> int:
+        return self.direct_writes + self.queued_frames
+
+    @property
+    def bytes_out(self) -> int:
+        return self.direct_bytes + self.queued_bytes
 
 
 class _TrafficCollector(Collector):

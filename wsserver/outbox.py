@@ -40,7 +40,7 @@ class Outbox:
 
     __slots__ = (
         "_items", "capacity", "capacity_bytes", "_soft_limit", "_soft_bytes", "_space_lot", "closed", "peak", "bytes",
-        "writing", "_flush_lot",
+        "writing", "_flush_lot", "idle",
     )
 
     def __init__(self, capacity: int, capacity_bytes: int = 1 << 62) -> None:
@@ -55,6 +55,8 @@ class Outbox:
         self.bytes = 0
         self.writing = False  # the writer holds a batch it has not finished writing
         self._flush_lot: trio.lowlevel.ParkingLot | None = None
+        #: nothing queued, no write in progress, not closed: a frame may go straight to the socket
+        self.idle = True
 
     def __len__(self) -> int:
         return len(self._items)
@@ -62,6 +64,7 @@ class Outbox:
     def _push(self, item: Item) -> None:
         items = self._items
         items.append(item)
+        self.idle = False
         self.bytes += len(item[0]) + len(item[1])
         if len(items) > self.peak:
             self.peak = len(items)
@@ -114,11 +117,13 @@ class Outbox:
         if self._space_lot:
             self._space_lot.unpark_all()
         self.writing = True
+        self.idle = False
         return batch
 
     def written(self) -> None:
         """The taker finished writing its last batch to the socket (or gave up on it)."""
         self.writing = False
+        self.idle = not self._items and not self.closed
         if self._flush_lot and not self._items:
             self._flush_lot.unpark_all()
 
@@ -142,6 +147,7 @@ class Outbox:
     def close(self, *, discard: bool = False) -> None:
         """No more frames; the writer drains what is queued (or nothing, with ``discard``)."""
         self.closed = True
+        self.idle = False
         if discard:
             self._items = []
             self.bytes = 0

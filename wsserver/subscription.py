@@ -38,6 +38,10 @@ CATCH_UP_BUFFER_BYTES: Final = 256 * 1024
 class SubState(enum.Enum):
     CATCHING_UP = "catching_up"
     LIVE = "live"
+    ENDED = "ended"  # unsubscribed, revoked or closed: nothing more is handed on
+
+
+_LIVE: Final = SubState.LIVE  # a module global: the hot path's one state check
 
 
 class LostPosition(Exception):
@@ -52,6 +56,9 @@ class Owner(Protocol):
         """Hands ``ev``'s frame to the socket or the connection's queue now, without waiting;
         False when the queue is full (the owner then closes itself as a slow consumer)."""
 
+    def send_events(self, sub: Subscription, events: list[StoredEvent]) -> bool:
+        """The same for consecutive events, all or none (one write when the socket takes them)."""
+
     def start_catch_up(self, sub: Subscription, cause: str) -> None:
         """Runs ``sub``'s catch-up from the store in a task of the owner's (returns at once);
         ``cause`` names why, for the metrics (gap, reconnect, audit)."""
@@ -63,7 +70,6 @@ class Subscription:
 
     __slots__ = (
         "channel", "owner", "state", "epoch", "last_seq", "last_sent_seq", "buffer", "buffer_bytes", "overflowed",
-        "active",
     )
 
     def __init__(self, channel: str, owner: Owner) -> None:
@@ -76,12 +82,18 @@ class Subscription:
         self.buffer: list[StoredEvent] = []
         self.buffer_bytes = 0
         self.overflowed = False
-        self.active = True  # False once unsubscribed, revoked or closed: nothing more is sent
+
+    @property
+    def active(self) -> bool:
+        """Not ended: still the connection's subscription to its channel."""
+        return self.state is not SubState.ENDED
 
     # ------------------------------------------------------------------ transitions
 
     def start_at(self, epoch: str, seq: int) -> None:
         """A (re-)plan decided where delivery starts: events after ``seq`` of ``epoch`` follow."""
+        if self.state is SubState.ENDED:
+            return
         self.epoch = epoch
         self.last_seq = seq
         self.last_sent_seq = seq
@@ -92,26 +104,35 @@ class Subscription:
 
     def deliver(self, ev: StoredEvent) -> None:
         """Live path (synchronous, never awaits): called by the hub once per event."""
-        if not self.active:
+        if self.state is _LIVE and ev.seq == self.last_seq + 1 and ev.epoch == self.epoch:
+            if self.owner.send_event(self, ev):  # the common case: the next seq, straight on
+                self.last_seq = ev.seq
             return
         if self.state is SubState.CATCHING_UP:
             self._buffer(ev)
             return
-        if ev.epoch == self.epoch:
-            if ev.seq <= self.last_seq:
+        if self.state is _LIVE:
+            if ev.epoch == self.epoch and ev.seq <= self.last_seq:
                 return  # duplicate or late: already handed on
-            if ev.seq == self.last_seq + 1:
-                if self.owner.send_event(self, ev):
-                    self.last_seq = ev.seq
-                return
-        # A gap (a lost backplane message) or a new epoch: catch up from the store.
-        self.begin_catch_up(ev, "gap")
+            # A gap (a lost backplane message) or a new epoch: catch up from the store.
+            self.begin_catch_up(ev, "gap")
+
+    def deliver_run(self, events: list[StoredEvent]) -> None:
+        """Consecutive events of one commit (seq order): handed on together when they continue
+        the position, else one by one through ``deliver``."""
+        first = events[0]
+        if self.state is _LIVE and first.seq == self.last_seq + 1 and first.epoch == self.epoch:
+            if self.owner.send_events(self, events):
+                self.last_seq = events[-1].seq
+            return
+        for ev in events:
+            self.deliver(ev)
 
     def begin_catch_up(self, seen: StoredEvent | None = None, cause: str = "gap") -> bool:
         """LIVE → CATCHING_UP, and the owner catches up from the store (a gap on the live path,
         or the backplane may have lost events: a pub/sub reconnect, an audit). ``seen`` is an
         event that arrived out of turn, kept for the merge. False when already catching up."""
-        if self.state is not SubState.LIVE or not self.active:
+        if self.state is not _LIVE:
             return False
         self.state = SubState.CATCHING_UP
         self.buffer, self.buffer_bytes, self.overflowed = [], 0, False
@@ -156,7 +177,7 @@ class Subscription:
 
     def end(self) -> None:
         """Unsubscribed, revoked or closed: from now on nothing of this channel is handed on."""
-        self.active = False
+        self.state = SubState.ENDED
         self.buffer, self.buffer_bytes = [], 0
 
     def written(self, seq: int) -> None:

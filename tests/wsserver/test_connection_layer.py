@@ -31,7 +31,7 @@ class Layer:
         self.wall = lambda: T0 + self.elapsed()
         self.config = Config(api_key="k" * 8, jwt_secret=SECRET, **overrides)
         hub = Hub()
-        self.store = MemoryStore(retention=self.config.retention_for, on_commit=hub.dispatch, wall_clock=self.wall)
+        self.store = MemoryStore(retention=self.config.retention_for, on_commit=hub.dispatch_many, wall_clock=self.wall)
         self.node = Node(config=self.config, store=self.store, backplane=LocalBackplane(), hub=hub, metrics=Metrics(),
                          verifier=TokenVerifier(self.config, self.wall), wall_clock=self.wall)
 
@@ -196,3 +196,19 @@ async def test_catch_up_interleaved_with_live_publishes_delivers_each_seq_once(l
             await trio.sleep(0.001)  # a slow-ish reader: live events land mid-replay
     assert seqs == list(range(1, 1251))
     assert layer.node.metrics.traffic.replayed >= 1200
+
+
+async def test_a_group_commit_reaches_an_idle_connection_in_one_write(layer, autojump_clock):
+    t, conn = layer.connect()
+    await auth(t, layer.token())
+    t.client_send({"type": "subscribe", "id": "s1", "timestamp": 0, "payload": {"channel": "g.c"}})
+    assert (await t.client_receive())["type"] == "subscribed"
+    committed = []
+    dispatch, layer.store.on_commit = layer.store.on_commit, committed.extend  # hold the announcements...
+    await layer.publish("g.c", n=5)
+    layer.store.on_commit = dispatch
+    writes = t.writes
+    layer.node.hub.dispatch_many(committed)  # ...and announce them as one commit, as SQLite does
+    assert t.writes - writes == 1  # one vectored write for the five frames
+    assert [(await t.client_receive())["seq"] for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert conn.subscriptions["g.c"].last_sent_seq == 5

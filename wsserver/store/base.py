@@ -12,8 +12,8 @@ Contract (each implementation's tests run the same suite, ``tests/wsserver/store
   ttl: appending it again returns the first append's result with ``duplicate=True`` and stores
   nothing. Scopes keep senders apart (the HTTP API shares one, each user has its own).
 * **Ordering of announcements.** New events are announced (embedded: the ``on_commit``
-  callback; Redis: the pub/sub message the same atomic script sends) in seq order per channel,
-  before ``append`` returns to its caller.
+  callback, once per commit with its events; Redis: the pub/sub message the same atomic script
+  sends) in seq order per channel, before ``append`` returns to its caller.
 * **Reads.** ``read_after(channel, n, limit, max_bytes)`` returns stored events n+1, n+2, … in
   order, at most ``limit`` of them and, past the first, at most ``max_bytes`` of frames; it may
   start later than n+1 when older events were trimmed (callers check every seq).
@@ -61,9 +61,11 @@ class AppendRequest:
 
 class StoredEvent:
     """One sequenced event. ``frame`` is its JSON wire form, encoded once when it was appended and
-    shared by every subscriber; ``head`` its WebSocket frame header (``wsserver.framing``)."""
+    shared by every subscriber; ``head`` its WebSocket frame header (``wsserver.framing``); ``wire``
+    the two as one buffer, built once on first use by the live path (one ``write`` per delivery;
+    replayed events are written as head + frame and never pay for the copy)."""
 
-    __slots__ = ("channel", "seq", "epoch", "id", "type", "timestamp", "frame", "head")
+    __slots__ = ("channel", "seq", "epoch", "id", "type", "timestamp", "frame", "head", "_wire")
 
     def __init__(
         self, channel: str, seq: int, epoch: str, id: str, type: str, timestamp: int, frame: bytes
@@ -76,6 +78,14 @@ class StoredEvent:
         self.timestamp = timestamp
         self.frame = frame
         self.head = text_header(len(frame))
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = self.head + self.frame
+        return wire
 
     def __repr__(self) -> str:
         return f"StoredEvent({self.channel!r}, seq={self.seq}, epoch={self.epoch!r}, type={self.type!r})"

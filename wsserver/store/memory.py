@@ -37,14 +37,14 @@ class _Channel:
 
 
 class MemoryStore:
-    """See the module docstring. ``on_commit`` is called with each new event, in seq order,
-    before the append returns (as the durable stores announce)."""
+    """See the module docstring. ``on_commit`` is called with each new event (a list of one), in
+    seq order, before the append returns (as the durable stores announce)."""
 
     def __init__(
         self,
         *,
         retention: Callable[[str], Retention],
-        on_commit: Callable[[StoredEvent], None] = lambda ev: None,
+        on_commit: Callable[[list[StoredEvent]], None] = lambda events: None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._retention = retention
@@ -92,7 +92,7 @@ class MemoryStore:
         if idem is not None:
             self._ids[idem] = AppendResult(req.channel, ch.head, self.epoch, req.event_id, duplicate=True)
         self._appended += 1
-        self.on_commit(ev)
+        self.on_commit([ev])
         return AppendResult(req.channel, ch.head, self.epoch, req.event_id, duplicate=False)
 
     async def append(self, request: AppendRequest) -> AppendResult:

@@ -4,7 +4,8 @@
 An append is acknowledged only after its transaction committed (fsync'd WAL), so a crash
 (kill -9, power loss) loses no acknowledged event. Group commit: the writer takes every append
 waiting at the time into one transaction, so one fsync serves many publishers. New events are
-announced through ``on_commit`` in seq order, from the writer task, before any waiter resumes.
+announced through ``on_commit`` (once per commit, with the commit's new events in seq order),
+from the writer task, before any waiter resumes.
 Retention is enforced by a trimming task in small transactions that interleave with appends.
 """
 
@@ -167,7 +168,7 @@ class SqliteStore:
     Args:
         path: the database file (its directory is created).
         retention: channel → Retention (the config's per-pattern lookup).
-        on_commit: called with each new event, in seq order, from the writer task.
+        on_commit: called once per commit with its new events, in seq order, from the writer task.
         wall_clock: seconds since the Unix epoch, for retention by age.
         trim_interval: seconds between retention sweeps.
     """
@@ -177,7 +178,7 @@ class SqliteStore:
         path: str | Path,
         *,
         retention: Callable[[str], Retention],
-        on_commit: Callable[[StoredEvent], None],
+        on_commit: Callable[[list[StoredEvent]], None],
         wall_clock: Callable[[], float] = time.time,
         trim_interval: float = 5.0,
     ) -> None:
@@ -297,9 +298,10 @@ class SqliteStore:
                 continue
             self._write_ok()
             self._batches += 1
-            for pending, (result, event) in zip(batch, results, strict=True):
-                if event is not None:
-                    self.on_commit(event)
+            events = [event for _result, event in results if event is not None]
+            if events:
+                self.on_commit(events)  # announced before any publisher hears back
+            for pending, (result, _event) in zip(batch, results, strict=True):
                 pending.succeed(result)
 
     def _channel_state(self, con: sqlite3.Connection, channel: str) -> tuple[int, int, int]:

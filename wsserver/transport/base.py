@@ -57,6 +57,9 @@ class Transport(Protocol):
     async def receive(self) -> str | bytes:
         """The next message from the client."""
 
+    def write_now(self, data: bytes) -> int | None:
+        """``try_write`` of one buffer."""
+
     def try_write(self, buffers: list) -> int | None:
         """Writes what the socket takes now without waiting (bytes written); None: cannot be
         written directly now, use ``send_frames``."""

@@ -52,6 +52,9 @@ class MemoryTransport:
             await self._to_server_lot.park()
         return self._to_server.popleft()
 
+    def write_now(self, data: bytes) -> int | None:
+        return self.try_write([data])
+
     def try_write(self, buffers: list) -> int | None:
         if self._close is not None:
             return None

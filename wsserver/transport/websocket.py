@@ -183,6 +183,17 @@ class WsConnection:
 
     # ------------------------------------------------------------------ writing
 
+    def write_now(self, data: bytes) -> int | None:
+        """``try_write`` of one buffer (the live path's whole frame): one ``write`` syscall."""
+        if self._fd < 0 or self._writing or self._close is not None:
+            return None
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return None
+
     def try_write(self, buffers: list) -> int | None:
         """Writes what the socket takes right now, without waiting and without a task switch;
         None: cannot be written directly now (TLS, closed, or an awaited write in progress)."""
