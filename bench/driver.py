@@ -80,7 +80,7 @@ def start_wsserver(workdir: Path, *, name: str = "wsserver", redis_url: str | No
                     # the bench drives thousands of connections and frames from one address
                     WSSERVER_CONNECTION_RATE="1000000", WSSERVER_RATE_LIMIT_FRAMES="1000000",
                     WSSERVER_RATE_LIMIT_BYTES="1000000000", WSSERVER_MAX_CONNECTIONS_PER_IP="1000000",
-                    WSSERVER_MAX_CONNECTIONS_PER_USER="1000000")
+                    WSSERVER_MAX_CONNECTIONS_PER_USER="1000000", WSSERVER_MAX_HANDSHAKES="1000000")
     settings.update(env)
     if redis_url:
         settings["WSSERVER_REDIS_URL"] = redis_url

@@ -49,6 +49,7 @@ class ServerInfo:
     api_host: str
     api_port: int
     tls: bool
+    workers: int = 1
 
     @property
     def ws_url(self) -> str:
@@ -67,13 +68,18 @@ class Server:
         config: a complete configuration (credentials resolved).
         wall_clock: seconds since the Unix epoch; tests tie it to Trio's MockClock.
         trim_interval: seconds between retention sweeps of the embedded log.
+        reuse_port: a worker of ``--workers N``: its own listening socket on the shared port.
     """
 
-    def __init__(self, config: Config, *, wall_clock: Callable[[], float] = time.time, trim_interval: float = 5.0) -> None:
+    def __init__(
+        self, config: Config, *, wall_clock: Callable[[], float] = time.time, trim_interval: float = 5.0,
+        reuse_port: bool = False,
+    ) -> None:
         if config.api_key is None or not config.has_jwt_key:
             raise ValueError("Server needs api_key and a JWT key; see wsserver.credentials.resolve_credentials")
         self.config = config
         self.wall_clock = wall_clock
+        self.reuse_port = reuse_port
         self.hub = Hub()
         self.metrics = Metrics()
         self.link: RedisLink | None = None
@@ -93,6 +99,7 @@ class Server:
                 on_commit=self.hub.dispatch_many,
                 wall_clock=wall_clock,
                 trim_interval=trim_interval,
+                id_ttl=config.longest_history_ttl,
             )
             self.backplane = LocalBackplane()
         self.node = Node(
@@ -106,6 +113,10 @@ class Server:
         )
         # Read from the hub when scraped (never drifts from the truth): open WebSocket connections.
         self.metrics.gauge_fn("wsserver_connections", "Open WebSocket connections", lambda: len(self.hub.connections))
+        self.metrics.gauge_fn("wsserver_store_appended", "Events appended by this node's store",
+                              lambda: self.store.statistics().appended)
+        self.metrics.gauge_fn("wsserver_store_commits", "Commits (group commits: many appends each) by this node's store",
+                              lambda: self.store.statistics().batches)
         self.presence = None
         if self.link is not None:
             node = self.node
@@ -175,6 +186,7 @@ class Server:
                             tcp_user_timeout_ms=int((config.heartbeat_interval + config.heartbeat_timeout) * 1000),
                             on_refused=lambda reason: self.metrics.handshakes_refused.labels(reason).inc(),
                             admission=admission,
+                            reuse_port=self.reuse_port,
                             task_status=task_status,
                         )
 

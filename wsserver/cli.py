@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
+import os
 import platform
 import signal
 import sys
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server (zero config: one node, embedded log under ./data)")
     _add_config_flags(serve)
+    serve.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
 
     token = sub.add_parser("token", help="mint a signed client token from the configured (or dev) secret")
     token.add_argument("--sub", required=True, help="the user id (`sub` claim)")
@@ -214,7 +217,7 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
     setup_logging(config.log_level)
     log.info("starting %s", version_text())
     try:
-        trio.run(_serve, config, dev)
+        trio.run(_serve, config, dev, ns.worker_fd, _serve_args())
     except BaseException as exc:
         problem = _startup_problem(exc)
         if problem is None:
@@ -240,11 +243,23 @@ def _startup_problem(exc: BaseException) -> str | None:
     return None
 
 
-async def _serve(config: Config, dev: bool) -> None:
-    from wsserver.app import Server
+def _serve_args() -> list[str]:
+    """The flags `serve` was given (a supervisor hands them on to its workers)."""
+    argv = sys.argv[1:]
+    return argv[argv.index("serve") + 1:] if "serve" in argv else []
+
+
+async def _serve(config: Config, dev: bool, worker_fd: int | None = None, argv: list[str] | None = None) -> None:
+    from wsserver.app import Server, ServerInfo
 
     started = trio.current_time()
-    server = Server(config)
+    server: Any
+    if config.worker_count > 1:
+        from wsserver.supervisor import Supervisor
+
+        server = Supervisor(config, argv=argv or [])
+    else:
+        server = Server(config, reuse_port=worker_fd is not None)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -264,7 +279,14 @@ async def _serve(config: Config, dev: bool) -> None:
             nursery.start_soon(watch_signals)
             info = await nursery.start(run_server)
             log.info("accepting connections after %.0f ms", (trio.current_time() - started) * 1000)
-            _print_banner(config, info, dev)
+            if worker_fd is not None:  # a worker: tell the supervisor where it serves, print nothing
+                with os.fdopen(worker_fd, "wb") as report:
+                    report.write(json.dumps({"pid": os.getpid(), "port": info.port, "api_port": info.api_port}).encode() + b"\n")
+            else:
+                if isinstance(info, dict):  # a supervisor of workers
+                    tls = bool(config.tls_cert and config.tls_key)
+                    info = ServerInfo(config.host, info["port"], config.api_host, info["api_port"], tls, config.worker_count)
+                _print_banner(config, info, dev)
             _tune_gc()
 
 
@@ -278,11 +300,22 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    # The event log's writer thread gives the GIL back around every SQLite statement (and the
+    # fsync) and must win it back from a busy event loop each time; CPython makes it wait up to
+    # the switch interval (5 ms) for that. At 0.5 ms a group commit takes its few statements'
+    # time instead of ~10 switch intervals (bench/results/profile.md, durable publishes).
+    sys.setswitchinterval(0.0005)
 
 
 def _print_banner(config: Config, info: Any, dev: bool) -> None:
+    if config.redis_url:
+        workers = getattr(info, "workers", 1)
+        mode = f"{workers} worker processes" if workers > 1 else "one process"
+        where = f"a node on the Redis log and backplane, {mode}"
+    else:
+        where = f"one node, embedded event log in {config.data_dir}"
     lines = [
-        f"wsserver {__version__} is running (one node, embedded event log in {config.data_dir})",
+        f"wsserver {__version__} is running ({where})",
         f"  WebSocket: {info.ws_url}",
         f"  HTTP API:  {info.api_url}   (internal: health, metrics, publish, stats)",
     ]

@@ -85,6 +85,17 @@ def parse_float(value: Any) -> float:
         raise ValueError("expected a number") from None
 
 
+def parse_workers(value: Any) -> str:
+    """`auto` (one worker process per core) or a whole number of workers, 1-256."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    count = parse_int(value)
+    if not 1 <= count <= 256:
+        raise ValueError("expected auto or a whole number from 1 to 256")
+    return str(count)
+
+
 def parse_str(value: Any) -> str:
     if isinstance(value, (dict, list)):
         raise ValueError("expected a string")
@@ -131,6 +142,10 @@ class Config:
         "str", "JWKS file or https:// URL: token keys selected by `kid` (re-read on an unknown kid)", default=None
     )
     redis_url: str | None = _opt("secret", "Redis URL for multi-node mode (none: embedded single node)", default=None)
+    workers: str = _opt(
+        "workers", "worker processes sharing the WebSocket port (auto: one per core); more than 1 needs redis_url",
+        default="1",
+    )
     node_id: str | None = _opt("str", "this node's name in stats (default: hostname:port)", default=None)
     data_dir: str = _opt("path", "directory of the embedded durable event log", default="./data")
     heartbeat_interval: float = _opt("duration", "WebSocket ping interval", default=25.0)
@@ -172,10 +187,22 @@ class Config:
     channels: tuple[ChannelRetention, ...] = field(default=(), metadata={"kind": "channels", "help": ""})
 
     @property
+    def worker_count(self) -> int:
+        """How many worker processes ``workers`` asks for (`auto`: the cores this process may use)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        return int(self.workers)
+
+    @property
     def queue_bytes(self) -> int:
         """The outgoing byte bound in effect: ``send_queue_bytes``, and never less than two of the
         largest frames a publish can produce (so one big event can always be queued)."""
         return max(self.send_queue_bytes, 2 * self.max_message_size + 4096)
+
+    @property
+    def longest_history_ttl(self) -> float:
+        """The longest replay window by age of any channel (publish ids are kept this long)."""
+        return max([self.history_ttl, *(r.history_ttl for r in self.channels if r.history_ttl is not None)])
 
     def retention_for(self, channel: str) -> Retention:
         """Retention of ``channel``: the first matching `[[channels]]` pattern, else the defaults."""
@@ -223,6 +250,7 @@ _PARSERS: Final = {
     "path": parse_str,
     "port": parse_int,
     "int": parse_int,
+    "workers": parse_workers,
     "float": parse_float,
     "duration": parse_duration,
     "bool": parse_bool,
@@ -366,6 +394,12 @@ def validate(config: Config) -> None:
             raise bad("jwt_jwks", problem)
     if config.jwt_secret is not None and len(config.jwt_secret) < 16:
         raise bad("jwt_secret", "must be at least 16 characters")
+    if config.worker_count > 1 and not config.redis_url:
+        raise bad(
+            "workers",
+            f"{config.workers} worker processes need redis_url: workers share the Redis event log and backplane "
+            "(the embedded log is one process's; run one worker without Redis)",
+        )
     if config.api_key is not None and len(config.api_key) < 8:
         raise bad("api_key", "must be at least 8 characters")
     for rule in config.channels:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import trio
@@ -41,6 +41,7 @@ from wsserver.codes import ErrorCode
 from wsserver.limits import json_depth_exceeds
 from wsserver.node import API_SCOPE, Node
 from wsserver.protocol import check_channel_name, converter, describe_structure_error, new_id
+from wsserver.stats import Stats
 from wsserver.store.base import SnapshotAhead, StoreUnavailable
 
 log = logging.getLogger("wsserver.http")
@@ -60,8 +61,47 @@ def _error(code: ErrorCode, message: str, status: int | None = None) -> Response
     return _json(ApiError(ApiErrorBody(code.value, message)), status or code.http_status)
 
 
-def build_app(node: Node, api_key: str) -> Starlette:
-    """The ASGI app of one node's internal API."""
+class NodeView(Protocol):
+    """What the API reports about the node's connections: this process's (``LocalView``), or every
+    worker's of a node run with ``--workers`` (``supervisor.WorkersView``)."""
+
+    async def statistics(self) -> Stats: ...
+    async def disconnect(self, *, user_id: str | None, connection_id: str | None, code: int, reason: str) -> int: ...
+    async def subscribers(self, channel: str) -> int: ...
+    async def metrics(self) -> bytes: ...
+    async def health(self) -> Health: ...
+
+
+class LocalView:
+    """The node is this process."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def statistics(self) -> Stats:
+        return self.node.cluster_statistics()
+
+    async def disconnect(self, *, user_id: str | None, connection_id: str | None, code: int, reason: str) -> int:
+        return self.node.disconnect(user_id=user_id, connection_id=connection_id, code=code, reason=reason)
+
+    async def subscribers(self, channel: str) -> int:
+        return self.node.hub.subscriber_count(channel)
+
+    async def metrics(self) -> bytes:
+        return self.node.metrics.render()
+
+    async def health(self) -> Health:
+        node = self.node
+        problem = node.health_problem()
+        if not problem:
+            return Health("ok", node.node_id)
+        return Health("draining" if node.draining else "unhealthy", node.node_id, problem)
+
+
+def build_app(node: Node, api_key: str, view: NodeView | None = None) -> Starlette:
+    """The ASGI app of one node's internal API; ``view`` answers for the node's connections
+    (default: this process's)."""
+    view = view or LocalView(node)
     key = api_key.encode()
     max_body = node.config.max_message_size + 1024
 
@@ -155,7 +195,7 @@ def build_app(node: Node, api_key: str) -> Starlette:
     async def channel_info(request: Request) -> Response:
         channel = channel_param(request)
         pos = await node.position(channel)
-        return _json(ChannelInfo(channel, pos.epoch, pos.head_seq, pos.oldest_seq, node.hub.subscriber_count(channel)))
+        return _json(ChannelInfo(channel, pos.epoch, pos.head_seq, pos.oldest_seq, await view.subscribers(channel)))
 
     @api
     async def history(request: Request) -> Response:
@@ -176,23 +216,23 @@ def build_app(node: Node, api_key: str) -> Starlette:
         req: DisconnectRequest = await body_as(request, DisconnectRequest)
         if req.user_id is None and req.connection_id is None:
             raise _Refused(ErrorCode.BAD_REQUEST, "give userId or connectionId")
-        count = node.disconnect(
+        count = await view.disconnect(
             user_id=req.user_id, connection_id=req.connection_id, code=req.code, reason=req.reason[:120]
         )
         return _json(DisconnectResponse(count))
 
     @api
     async def stats(request: Request) -> Response:
-        return _json(node.cluster_statistics())
+        if request.query_params.get("scope") == "local":  # this process only (a supervisor asks its workers)
+            return _json(node.statistics())
+        return _json(await view.statistics())
 
     async def healthz(request: Request) -> Response:
-        problem = node.health_problem()
-        if not problem:
-            return _json(Health("ok", node.node_id))
-        return _json(Health("draining" if node.draining else "unhealthy", node.node_id, problem), 503)
+        health = await view.health()
+        return _json(health, 200 if health.status == "ok" else 503)
 
     async def metrics(request: Request) -> Response:
-        return Response(node.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await view.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes = [
         Route("/api/v1/publish", publish, methods=["POST"]),
@@ -215,7 +255,8 @@ def build_app(node: Node, api_key: str) -> Starlette:
 
 
 async def serve_api(
-    node: Node, api_key: str, *, host: str, port: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    node: Node, api_key: str, *, host: str, port: int, view: NodeView | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves the internal API until cancelled; supports ``nursery.start`` (→ the bound port)."""
     config = HypercornConfig()
@@ -226,5 +267,5 @@ async def serve_api(
     config.keep_alive_timeout = 30.0
     config.include_server_header = False
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(hypercorn_serve, build_app(node, api_key), config))
+        binds = await nursery.start(partial(hypercorn_serve, build_app(node, api_key, view), config))
         task_status.started(int(binds[0].rsplit(":", 1)[1]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import re
 import time
-import uuid
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -39,15 +38,19 @@ def now_ms() -> int:
 
 _UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
+_random_bits: Final = random.getrandbits
 
 
 def new_id() -> str:
-    """A fresh frame id: a random UUID v4 (version and RFC 4122 variant bits set).
+    """A fresh frame id: a random UUID v4 (version and RFC 4122 variant bits set), in its
+    canonical text form.
 
     Drawn from the process's Mersenne Twister (seeded from the OS at start) rather than
     ``uuid.uuid4()``'s ``os.urandom``: ids must be unique, not unguessable, and the syscall per
-    frame was ~4 % of the publish path."""
-    return str(uuid.UUID(int=(random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET))
+    frame was ~4 % of the publish path; formatted by hand (1.5 µs) rather than through
+    ``uuid.UUID`` (4.3 µs): two ids per publish."""
+    h = "%032x" % ((_random_bits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _camel(name: str) -> str:

@@ -33,6 +33,7 @@ class ClusterPresence:
         statistics: this node's fresh stats (``Node.statistics``).
         on_peers: receives the other nodes' stats after each exchange.
         now_ms: wall clock in ms.
+        publish: write this node's own stats (False: only read the others').
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class ClusterPresence:
         on_peers: Callable[[list[Stats]], None],
         now_ms: Callable[[], int],
         interval: float,
+        publish: bool = True,
     ) -> None:
         self.link = link
         self.node_id = node_id
@@ -51,6 +53,7 @@ class ClusterPresence:
         self.on_peers = on_peers
         self.now_ms = now_ms
         self.interval = interval
+        self.publish = publish  # False: read the other nodes' stats only (a supervisor of workers)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -66,10 +69,11 @@ class ClusterPresence:
         client, node_id = self.link.client, self.node_id
         now = self.now_ms()
         ttl = int(max(3 * self.interval, 2.0) * 1000)
-        blob = orjson.dumps(converter.unstructure(self.statistics()))
+        blob = orjson.dumps(converter.unstructure(self.statistics())) if self.publish else b""
         async with client.pipeline(transaction=False) as pipe:
-            pipe.set(NODE_KEY + node_id, blob, px=ttl)
-            pipe.zadd(INDEX_KEY, {node_id: now + ttl})
+            if self.publish:
+                pipe.set(NODE_KEY + node_id, blob, px=ttl)
+                pipe.zadd(INDEX_KEY, {node_id: now + ttl})
             pipe.zremrangebyscore(INDEX_KEY, 0, now)
             members = pipe.zrangebyscore(INDEX_KEY, now, float("inf"))
         others = [m.decode() for m in await members if m.decode() != node_id]

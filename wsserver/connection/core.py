@@ -342,6 +342,38 @@ class Connection:
         await self.outbox.room()
         self._push(text_header(len(body)), body, None, 0, live=False)
 
+    async def send_many(self, frames: list[Envelope]) -> None:
+        """Reply frames together (e.g. the answers to the publishes of one group commit): one
+        vectored write when the connection is idle, instead of one write each."""
+        parts: list[bytes] = []
+        for frame in frames:
+            body = encode(frame)
+            parts += (text_header(len(body)), body)
+        await self.outbox.room()
+        if self.outbox.idle:
+            n = self.transport.try_write(parts)
+            if n is not None and n == sum(map(len, parts)):
+                self._traffic.direct_writes += len(frames)
+                self._traffic.direct_bytes += n
+                return
+            if n:  # part of it went out: queue the rest, frame by frame, in order
+                self._traffic.queued_bytes += n
+                rest = []
+                for i in range(0, len(parts), 2):
+                    size = len(parts[i]) + len(parts[i + 1])
+                    if n >= size:
+                        n -= size
+                        continue
+                    joined = parts[i] + parts[i + 1]
+                    rest.append((joined[n:], b"", None, 0))
+                    n = 0
+                for item in rest:
+                    self.outbox.push(item)  # type: ignore[arg-type]
+                self._start_writer()
+                return
+        for i in range(0, len(parts), 2):
+            self._queue((parts[i], parts[i + 1], None, 0), False)
+
     async def send_for(self, sub: Subscription, frame: Envelope) -> bool:
         """A frame of ``sub``'s channel, unless the subscription ended while we waited for room:
         nothing of a channel is ever queued after its `unsubscribed`. False: ended."""

@@ -109,20 +109,30 @@ class Publishing:
             await self.answered()
 
     async def _answer(self, idle: trio.Event) -> None:
-        """Answers queued publishes in frame order as they become durable; ends when none is left."""
+        """Answers queued publishes in frame order as they become durable, every answer that is
+        ready at once in one write (a group commit completes many); ends when none is left."""
         conn, queue = self.conn, self._queue
         try:
             while queue:
                 frame_id, pending, started = queue[0]
                 try:
-                    result = await pending.wait()
-                except StoreUnavailable as exc:
-                    queue.popleft()
-                    await conn.unavailable(UNAVAILABLE, exc, frame_id)
-                    continue
-                queue.popleft()
-                conn.node.count_publish(result, started, "websocket")
-                await conn.send(published(frame_id, result))
+                    await pending.wait()
+                except StoreUnavailable:
+                    pass  # answered below, in order
+                answers = []
+                while queue and queue[0][1].done.is_set():
+                    frame_id, pending, started = queue.popleft()
+                    if pending.error is not None:
+                        if answers:
+                            await conn.send_many(answers)
+                            answers = []
+                        await conn.unavailable(UNAVAILABLE, pending.error, frame_id)
+                        continue
+                    assert pending.result is not None
+                    conn.node.count_publish(pending.result, started, "websocket")
+                    answers.append(published(frame_id, pending.result))
+                if answers:
+                    await conn.send_many(answers)
         finally:
             # No checkpoint between the last `while queue` check and this: a publish queued from
             # now on sees `idle` set and starts the next answerer; exactly one runs at a time.

@@ -47,13 +47,29 @@ WRITE_QUEUE: Final = 8192
 MAX_BATCH: Final = 1024
 #: Channels trimmed per trimming transaction (keeps each write-lock hold short).
 TRIM_CHUNK: Final = 200
+#: SQLite page cache per connection (KiB).
+CACHE_KIB: Final = 32 * 1024
+#: WAL pages after which a commit checkpoints by itself (a fallback: the checkpointer runs first).
+AUTOCHECKPOINT_PAGES: Final = 50_000
+#: Seconds between background checkpoints.
+CHECKPOINT_INTERVAL: Final = 1.0
+#: Publish ids forgotten per trimming transaction.
+TRIM_IDS: Final = 10_000
 #: Channels whose head/generation the writer keeps in memory.
 HEAD_CACHE: Final = 100_000
 #: Seconds between write probes while writes fail.
 PROBE_INTERVAL: Final = 1.0
-#: Publish ids looked up per statement (two bound parameters each; SQLite allows 32,766).
-IDEM_LOOKUP_CHUNK: Final = 400
+#: Values bound per multi-row INSERT (SQLite allows 32,766).
+INSERT_PARAMETERS: Final = 12_000
+#: Publish ids looked up per statement (SQLite allows 32,766 bound parameters).
+IDEM_LOOKUP_CHUNK: Final = 500
 
+#: The log's schema (version 1). Events and idempotency records are rowid tables with their keys
+#: in unique indexes: rows are appended in commit order and only the small index entries land at
+#: their sorted places. As WITHOUT ROWID tables (version 0, the first wave) every random publish
+#: id and every interleaved channel dirtied a page of full rows: a 255-event group commit cost
+#: ~27 ms of SQLite CPU, now ~10 ms (bench/results/profile.md).
+SCHEMA_VERSION: Final = 1
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS channels (
@@ -61,18 +77,67 @@ CREATE TABLE IF NOT EXISTS channels (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     channel TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
-    ts INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (channel, seq)
-) WITHOUT ROWID;
+    ts INTEGER NOT NULL, frame BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_seq ON events (channel, seq);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL, key TEXT NOT NULL, channel TEXT NOT NULL, seq INTEGER NOT NULL,
-    epoch TEXT NOT NULL, event_id TEXT NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (scope, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idempotency_by_channel ON idempotency (channel, ts);
+    epoch TEXT NOT NULL, event_id TEXT NOT NULL, ts INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idempotency_by_key ON idempotency (scope, key);
+CREATE INDEX IF NOT EXISTS idempotency_by_time ON idempotency (ts);
 CREATE TABLE IF NOT EXISTS snapshots (
     channel TEXT PRIMARY KEY, seq INTEGER NOT NULL, generation INTEGER NOT NULL,
     state BLOB NOT NULL, ts INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Brings a log of schema version 0 (WITHOUT ROWID events and idempotency records) to the
+    current one, in one transaction: nothing is lost, and a failure leaves the old log as it was."""
+    if con.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if "events" in tables:
+            log.warning("migrating the event log in %s to schema %d (once)", con, SCHEMA_VERSION)
+            con.execute("ALTER TABLE events RENAME TO events_v0")
+            con.execute("ALTER TABLE idempotency RENAME TO idempotency_v0")
+            con.execute("DROP INDEX IF EXISTS idempotency_by_channel")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        if "events" in tables:
+            con.execute("INSERT INTO events (channel, seq, id, type, ts, frame) "
+                        "SELECT channel, seq, id, type, ts, frame FROM events_v0 ORDER BY channel, seq")
+            con.execute("INSERT INTO idempotency (scope, key, channel, seq, epoch, event_id, ts) "
+                        "SELECT scope, key, channel, seq, epoch, event_id, ts FROM idempotency_v0")
+            con.execute("DROP TABLE events_v0")
+            con.execute("DROP TABLE idempotency_v0")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
+def _insert_rows(con: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
+    """Inserts ``rows`` with a few multi-row statements instead of ``executemany``: the sqlite3
+    module gives the GIL back around every statement step, so a row-by-row insert in the writer
+    thread re-queues for the GIL once per row behind a busy event loop (up to the 5 ms switch
+    interval each time): a 200-event group commit took ~100 ms. One step per chunk keeps a group
+    commit close to its fsync."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, INSERT_PARAMETERS // width)
+    placeholder = "(" + ",".join("?" * width) + ")"
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        con.execute(head + " " + ",".join([placeholder] * len(chunk)) + tail, [v for row in chunk for v in row])
 
 
 class DataDirLock:
@@ -171,6 +236,7 @@ class SqliteStore:
         on_commit: called once per commit with its new events, in seq order, from the writer task.
         wall_clock: seconds since the Unix epoch, for retention by age.
         trim_interval: seconds between retention sweeps.
+        id_ttl: seconds publish ids are remembered: the longest history ttl of any channel.
     """
 
     def __init__(
@@ -181,8 +247,10 @@ class SqliteStore:
         on_commit: Callable[[list[StoredEvent]], None],
         wall_clock: Callable[[], float] = time.time,
         trim_interval: float = 5.0,
+        id_ttl: float = 72 * 3600.0,
     ) -> None:
         self.path = Path(path)
+        self._id_ttl = id_ttl
         self._retention = retention
         self.on_commit = on_commit
         self._wall_clock = wall_clock
@@ -226,6 +294,7 @@ class SqliteStore:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._trimmer)
+                nursery.start_soon(self._checkpointer)
                 nursery.start_soon(self._prober)
                 self._open_ok = True
                 task_status.started()
@@ -242,7 +311,7 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = DataDirLock(self.path)
             self._wcon = self._connect()
-            self._wcon.executescript(_SCHEMA)
+            _migrate(self._wcon)
             row = self._wcon.execute("SELECT value FROM meta WHERE key = 'nonce'").fetchone()
             if row is None:
                 # A new log: epochs of this database differ from those of any lost one.
@@ -258,6 +327,11 @@ class SqliteStore:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
+        con.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        # Checkpoints (copying the WAL into the database) run beside the commits, from the read
+        # connection, every CHECKPOINT_INTERVAL: a commit that had to checkpoint on its own (at
+        # the default 1,000 pages) stalled every publisher of that group commit behind it.
+        con.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         return con
 
     def _close(self) -> None:
@@ -286,23 +360,112 @@ class SqliteStore:
         return self._queue.enqueue(request)
 
     async def _writer(self) -> None:
+        """Group commits, one at a time, in three steps: the writer thread opens the transaction
+        and reads what the batch needs (publish ids already recorded, channel heads not cached);
+        this task (the event loop) assigns seqs and builds every row and frame; the writer thread
+        inserts them with a few statements and commits (fsync). The thread runs SQLite only: any
+        Python it ran had to win the GIL back from a busy event loop, over and over (a 255-event
+        commit took ~100 ms of waiting; bench/results/profile.md)."""
         async for batch in self._queue.batches(MAX_BATCH):
             try:
-                results = await trio.to_thread.run_sync(self._commit, batch, limiter=self._write_limiter)
+                known, states = await trio.to_thread.run_sync(self._begin, batch, limiter=self._write_limiter)
+                rows, results, staged = self._build(batch, known, states)
+                await trio.to_thread.run_sync(self._finish, rows, limiter=self._write_limiter)
             except (sqlite3.Error, OSError) as exc:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._rollback, limiter=self._write_limiter)
                 self._write_failed(exc)
                 log.warning("event log write failed; %d publishes refused (nothing acknowledged): %s", len(batch), exc)
-                self._heads.clear()  # the failed transaction may have staged heads
+                self._heads.clear()
                 for pending in batch:
                     pending.fail(StoreUnavailable(f"event log write failed: {exc}"))
                 continue
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._rollback, limiter=self._write_limiter)
+                raise
+            if len(self._heads) > HEAD_CACHE:
+                self._heads.clear()
+            self._heads.update(staged)
             self._write_ok()
             self._batches += 1
             events = [event for _result, event in results if event is not None]
+            self._appended += len(events)
+            self._duplicates += len(results) - len(events)
             if events:
                 self.on_commit(events)  # announced before any publisher hears back
             for pending, (result, _event) in zip(batch, results, strict=True):
                 pending.succeed(result)
+
+    def _begin(self, batch: list[PendingAppend]) -> tuple[dict[tuple[str, str], AppendResult], dict[str, tuple[int, int, int]]]:
+        """Writer thread: opens the transaction; the publish ids of the batch already recorded and
+        the state of every channel of the batch not in the cache."""
+        con = self._wcon
+        assert con is not None
+        con.execute("BEGIN IMMEDIATE")
+        known = self._known_ids(con, batch)
+        states = {}
+        for channel in {p.request.channel for p in batch}:
+            if channel not in self._heads:
+                states[channel] = self._channel_state(con, channel)
+        return known, states
+
+    def _build(
+        self, batch: list[PendingAppend], known: dict[tuple[str, str], AppendResult],
+        states: dict[str, tuple[int, int, int]],
+    ) -> tuple[tuple[list, list, list], list[tuple[AppendResult, StoredEvent | None]], dict[str, tuple[int, int, int]]]:
+        """Event loop, no I/O: seqs, publish times, frames, rows and results of the batch."""
+        staged: dict[str, tuple[int, int, int]] = {}
+        out: list[tuple[AppendResult, StoredEvent | None]] = []
+        event_rows: list[tuple] = []
+        idem_rows: list[tuple] = []
+        heads = self._heads
+        for pending in batch:
+            req = pending.request
+            idem = None if req.idem_key is None else (req.idem_scope, req.idem_key)
+            if idem is not None and idem in known:
+                out.append((known[idem], None))
+                continue
+            head, generation, last_ts = staged.get(req.channel) or heads.get(req.channel) or states[req.channel]
+            seq = head + 1
+            epoch = self._epoch(generation)
+            # Publish times never go backwards within a channel (the wall clock may step back):
+            # retention by age then always trims a prefix of the log.
+            ts = max(req.timestamp, last_ts)
+            frame = encode_event(
+                event_type=req.event_type,
+                event_id=req.event_id,
+                timestamp=ts,
+                channel=req.channel,
+                seq=seq,
+                epoch=epoch,
+                data_json=req.data_json,
+            )
+            event_rows.append((req.channel, seq, req.event_id, req.event_type, ts, frame))
+            if idem is not None:
+                idem_rows.append((req.idem_scope, req.idem_key, req.channel, seq, epoch, req.event_id, ts))
+                known[idem] = AppendResult(req.channel, seq, epoch, req.event_id, duplicate=True)  # a retry in this batch
+            staged[req.channel] = (seq, generation, ts)
+            event = StoredEvent(req.channel, seq, epoch, req.event_id, req.event_type, ts, frame)
+            out.append((AppendResult(req.channel, seq, epoch, req.event_id, duplicate=False), event))
+        channel_rows = [(name, gen, seq) for name, (seq, gen, _ts) in staged.items()]
+        return (event_rows, idem_rows, channel_rows), out, staged
+
+    def _finish(self, rows: tuple[list, list, list]) -> None:
+        """Writer thread: the batch's rows in a few statements, then COMMIT (the fsync)."""
+        con = self._wcon
+        assert con is not None
+        event_rows, idem_rows, channel_rows = rows
+        _insert_rows(con, "INSERT INTO events (channel, seq, id, type, ts, frame) VALUES", event_rows)
+        _insert_rows(con, "INSERT INTO idempotency (scope, key, channel, seq, epoch, event_id, ts) VALUES", idem_rows)
+        _insert_rows(con, "INSERT INTO channels (name, generation, head_seq) VALUES", channel_rows,
+                     " ON CONFLICT (name) DO UPDATE SET head_seq = excluded.head_seq")
+        con.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        con = self._wcon
+        if con is not None and con.in_transaction:
+            con.execute("ROLLBACK")
 
     def _channel_state(self, con: sqlite3.Connection, channel: str) -> tuple[int, int, int]:
         """(head seq, generation, publish time of the head event or 0) of ``channel``."""
@@ -316,81 +479,27 @@ class SqliteStore:
         return state
 
     def _known_ids(self, con: sqlite3.Connection, batch: list[PendingAppend]) -> dict[tuple[str, str], AppendResult]:
-        """The batch's publish ids already recorded, looked up in a few statements."""
-        keys = list({(p.request.idem_scope, p.request.idem_key) for p in batch if p.request.idem_key is not None})
+        """The batch's publish ids already recorded, looked up in a few statements per scope:
+        ``scope = ? AND key IN (…)`` searches the primary key (a row-value ``(scope, key) IN
+        (VALUES …)`` made SQLite scan the whole table on every commit, so publishing slowed
+        down as the idempotency records grew)."""
+        by_scope: dict[str, set[str]] = {}
+        for p in batch:
+            if p.request.idem_key is not None:
+                by_scope.setdefault(p.request.idem_scope, set()).add(p.request.idem_key)
         known: dict[tuple[str, str], AppendResult] = {}
-        for i in range(0, len(keys), IDEM_LOOKUP_CHUNK):
-            chunk = keys[i : i + IDEM_LOOKUP_CHUNK]
-            rows = con.execute(
-                "SELECT scope, key, channel, seq, epoch, event_id FROM idempotency WHERE (scope, key) IN (VALUES "
-                + ",".join(["(?, ?)"] * len(chunk))
-                + ")",
-                [part for key in chunk for part in key],
-            ).fetchall()
-            for scope, key, channel, seq, epoch, event_id in rows:
-                known[(scope, key)] = AppendResult(channel, seq, epoch, event_id, duplicate=True)
+        for scope, keys in by_scope.items():
+            listed = list(keys)
+            for i in range(0, len(listed), IDEM_LOOKUP_CHUNK):
+                chunk = listed[i : i + IDEM_LOOKUP_CHUNK]
+                rows = con.execute(
+                    "SELECT key, channel, seq, epoch, event_id FROM idempotency WHERE scope = ? AND key IN ("
+                    + ",".join("?" * len(chunk)) + ")",
+                    [scope, *chunk],
+                ).fetchall()
+                for key, channel, seq, epoch, event_id in rows:
+                    known[(scope, key)] = AppendResult(channel, seq, epoch, event_id, duplicate=True)
         return known
-
-    def _commit(self, batch: list[PendingAppend]) -> list[tuple[AppendResult, StoredEvent | None]]:
-        """One transaction for the whole batch: one idempotency lookup, two bulk inserts."""
-        con = self._wcon
-        assert con is not None
-        staged: dict[str, tuple[int, int, int]] = {}
-        out: list[tuple[AppendResult, StoredEvent | None]] = []
-        event_rows: list[tuple] = []
-        idem_rows: list[tuple] = []
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            known = self._known_ids(con, batch)
-            for pending in batch:
-                req = pending.request
-                idem = None if req.idem_key is None else (req.idem_scope, req.idem_key)
-                if idem is not None and idem in known:
-                    out.append((known[idem], None))
-                    continue
-                head, generation, last_ts = staged.get(req.channel) or self._channel_state(con, req.channel)
-                seq = head + 1
-                epoch = self._epoch(generation)
-                # Publish times never go backwards within a channel (the wall clock may step back):
-                # retention by age then always trims a prefix of the log.
-                ts = max(req.timestamp, last_ts)
-                frame = encode_event(
-                    event_type=req.event_type,
-                    event_id=req.event_id,
-                    timestamp=ts,
-                    channel=req.channel,
-                    seq=seq,
-                    epoch=epoch,
-                    data_json=req.data_json,
-                )
-                event_rows.append((req.channel, seq, req.event_id, req.event_type, ts, frame))
-                if idem is not None:
-                    idem_rows.append((req.idem_scope, req.idem_key, req.channel, seq, epoch, req.event_id, ts))
-                    known[idem] = AppendResult(req.channel, seq, epoch, req.event_id, duplicate=True)  # a retry in this batch
-                staged[req.channel] = (seq, generation, ts)
-                event = StoredEvent(req.channel, seq, epoch, req.event_id, req.event_type, ts, frame)
-                out.append((AppendResult(req.channel, seq, epoch, req.event_id, duplicate=False), event))
-            con.executemany("INSERT INTO events (channel, seq, id, type, ts, frame) VALUES (?, ?, ?, ?, ?, ?)", event_rows)
-            con.executemany(
-                "INSERT INTO idempotency (scope, key, channel, seq, epoch, event_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                idem_rows,
-            )
-            con.executemany(
-                "INSERT INTO channels (name, generation, head_seq) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET head_seq = excluded.head_seq",
-                [(name, gen, seq) for name, (seq, gen, _ts) in staged.items()],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        if len(self._heads) > HEAD_CACHE:
-            self._heads.clear()
-        self._heads.update(staged)
-        self._appended += len(event_rows)
-        self._duplicates += len(out) - len(event_rows)
-        return out
 
     async def _prober(self) -> None:
         """While writes fail (disk full, I/O error), tries a tiny write every PROBE_INTERVAL, so
@@ -520,6 +629,16 @@ class SqliteStore:
             except (sqlite3.Error, OSError) as exc:
                 log.error("retention sweep failed (will retry): %s", exc)
 
+    async def _checkpointer(self) -> None:
+        """Copies the WAL into the database now and then, on the read connection (synchronous=FULL:
+        the database is fsync'd before the WAL may be reused), without holding up commits."""
+        while True:
+            await trio.sleep(CHECKPOINT_INTERVAL)
+            try:
+                await self._read(lambda con: con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+            except StoreUnavailable as exc:
+                log.warning("checkpoint failed (will retry): %s", exc)
+
     async def trim(self) -> int:
         """One retention sweep over every channel, in short transactions. Returns rows deleted."""
         after = ""
@@ -529,8 +648,29 @@ class SqliteStore:
             deleted += count
             if after is None:
                 break
+        while await trio.to_thread.run_sync(self._forget_ids, limiter=self._write_limiter) == TRIM_IDS:
+            pass
         self._trimmed += deleted
         return deleted
+
+    def _forget_ids(self) -> int:
+        """Forgets publish ids older than the longest history ttl of any channel (CONTRACT §4: an id
+        is remembered for at least its channel's ttl; by time alone, the index is append-only)."""
+        con = self._wcon
+        assert con is not None
+        cutoff = int(self._wall_clock() * 1000) - int(self._id_ttl * 1000)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            n = con.execute(
+                "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE ts < ? LIMIT ?)",
+                (cutoff, TRIM_IDS),
+            ).rowcount
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        return n
 
     def _trim_chunk(self, after: str) -> tuple[int, str | None]:
         con = self._wcon
@@ -554,7 +694,6 @@ class SqliteStore:
                 ).fetchone()
                 upto = max(head - retention.max_events, (young[0] - 1) if young else head)
                 deleted += con.execute("DELETE FROM events WHERE channel = ? AND seq <= ?", (name, upto)).rowcount
-                con.execute("DELETE FROM idempotency WHERE channel = ? AND ts < ?", (name, cutoff))
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:

@@ -108,14 +108,17 @@ async def serve_websockets(
     tcp_user_timeout_ms: int,
     on_refused: Callable[[str], None],
     admission: Admission | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves WebSocket connections until cancelled; supports ``nursery.start`` (→ bound ports).
 
     Each accepted connection runs ``handler(connection, query_token)`` in ``handler_nursery``,
-    so cancelling this task stops accepting without touching live connections.
+    so cancelling this task stops accepting without touching live connections. ``reuse_port``:
+    this process's own listening socket on a port other worker processes listen on too
+    (``SO_REUSEPORT``: the kernel spreads new connections over the workers' sockets).
     """
-    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    listeners = await (reuse_port_listeners(host, port) if reuse_port else trio.open_tcp_listeners(port, host=host or None))
     for listener in listeners:
         sock = listener.socket
         if hasattr(socket, "TCP_USER_TIMEOUT") and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -220,6 +223,31 @@ async def serve_websockets(
         await nursery.start(partial(trio.serve_listeners, accept, wrapped, handler_nursery=handler_nursery))
         task_status.started(ports)
         await trio.sleep_forever()
+
+
+async def reuse_port_listeners(host: str, port: int, backlog: int = 1024) -> list[trio.SocketListener]:
+    """Listening sockets with ``SO_REUSEPORT`` (one per address family of ``host``), built by hand
+    because ``trio.open_tcp_listeners`` cannot set the option: every worker process binds its own
+    socket to the same port, and the kernel hashes each new connection to one of them. (A socket
+    shared by inheritance instead wakes every worker on every connection and spreads them badly.)"""
+    infos = await trio.socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    families = {info[0] for info in infos}
+    listeners = []
+    try:
+        for family, kind, proto, _name, address in infos:
+            sock = trio.socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6 and socket.AF_INET in families:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            await sock.bind(address)
+            sock.listen(backlog)
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            await listener.aclose()
+        raise
+    return listeners
 
 
 async def _reject(stream: trio.abc.Stream, ws: WSConnection, status: int, body: bytes,
